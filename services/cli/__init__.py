@@ -1,0 +1,29 @@
+"""The `deskmail` command: one sub-command per stage, plus what an operator needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.cli import mailbox, pipeline, requests
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deskmail", description="Help-desk mail intake.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    pipeline.register(sub)
+    mailbox.register(sub)
+    requests.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

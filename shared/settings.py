@@ -1,0 +1,69 @@
+"""Configuration, read once from environment variables.
+
+Every variable is documented in README.md ("Settings"). With neither
+`DATABASE_URL` nor `AMQP_URL` set, Deskmail runs embedded: kombu's in-memory
+transport and a PostgreSQL kept under `DESKMAIL_DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"setting {name} must be a whole number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    amqp_url: str | None = None
+    data_dir: Path = Path("var")
+    secret_key: str = ""
+    queue_prefix: str = "deskmail"
+    mail_domain: str = "deskmail.local"
+    log_level: str = "INFO"
+    http_port: int = 9100
+    prefetch: int = 64
+    retry_attempts: int = 4  # in-process tenacity attempts for a transient error
+    redeliveries: int = 5  # delayed redeliveries through the retry queue before dead-lettering
+    retry_delay_ms: int = 30_000  # delay of the retry queue
+    outbox_dir: Path | None = None  # embedded mode: auto-replies land here as .eml
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        return self.amqp_url is None
+
+    @property
+    def broker_url(self) -> str:
+        return self.amqp_url or "memory://"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        data_dir = Path(env.get("DESKMAIL_DATA_DIR", "var")).absolute()
+        outbox = env.get("DESKMAIL_OUTBOX_DIR")
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            amqp_url=env.get("AMQP_URL") or None,
+            data_dir=data_dir,
+            secret_key=env.get("DESKMAIL_SECRET_KEY", ""),
+            queue_prefix=env.get("DESKMAIL_QUEUE_PREFIX", "deskmail"),
+            mail_domain=env.get("DESKMAIL_MAIL_DOMAIN", "deskmail.local"),
+            log_level=env.get("DESKMAIL_LOG_LEVEL", "INFO").upper(),
+            http_port=_int("DESKMAIL_HTTP_PORT", 9100),
+            prefetch=_int("DESKMAIL_PREFETCH", 64),
+            retry_attempts=_int("DESKMAIL_RETRY_ATTEMPTS", 4),
+            redeliveries=_int("DESKMAIL_REDELIVERIES", 5),
+            retry_delay_ms=_int("DESKMAIL_RETRY_DELAY_MS", 30_000),
+            outbox_dir=Path(outbox).absolute() if outbox else None,
+        )

@@ -1,0 +1,200 @@
+"""The worker base that every consuming stage (parser, ticketer, replier) runs.
+
+A stage supplies a `Handler`: `handle(events) -> outputs`, which commits its
+own database transaction and returns the events to publish downstream. The
+worker owns everything else, in one place:
+
+    receive a batch (up to `prefetch`)  ->  decode (JSON only; undecodable: dead-letter)
+      -> handler.handle(batch), transient errors retried in-process (tenacity)
+      -> publish the outputs, confirms awaited (shared/publisher.py)
+      -> ack the batch                       (only now: invariant 4)
+
+If a batch fails, its messages are handled one by one so one poison message
+does not hold back the rest. A message whose error is still transient after
+the in-process retries goes to the stage's delayed retry queue (up to
+`redeliveries` times), then to the dead-letter queue; a permanent error goes
+to the dead-letter queue at once, with the reason in its headers.
+
+Crash anywhere before the ack and the broker redelivers; handlers are
+idempotent (unique keys in the database), so a redelivery produces nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from kombu import Connection, Consumer, Message
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from shared import metrics
+from shared.errors import is_transient
+from shared.events import BadEvent, Event, decode
+from shared.health import Heartbeat
+from shared.publisher import Publisher
+from shared.settings import Settings
+from shared.topology import Topology
+
+log = logging.getLogger(__name__)
+
+Output = tuple[str, Event]  # (stage to route to, event)
+
+REDELIVERIES = "x-deskmail-redeliveries"
+ERROR = "x-deskmail-error"
+STAGE = "x-deskmail-stage"
+
+
+class Handler(Protocol):
+    stage: str
+
+    def handle(self, events: Sequence[Event]) -> list[Output]: ...
+
+
+def connect(settings: Settings) -> Connection:
+    options = {"polling_interval": 0.01} if settings.embedded else {}
+    return Connection(settings.broker_url, heartbeat=30, transport_options=options)
+
+
+class Worker:
+    def __init__(self, settings: Settings, topology: Topology, handler: Handler) -> None:
+        self.settings = settings
+        self.topology = topology
+        self.handler = handler
+        self.stage = handler.stage
+        self.heartbeat = Heartbeat(self.stage)
+        self.stopping = threading.Event()
+        self._batch: list[Message] = []
+        self._retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(settings.retry_attempts),
+            wait=wait_random_exponential(multiplier=0.2, max=5),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+
+    # -- the loop ---------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until `stop()`; reconnects after broker failures."""
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                with connect(self.settings) as conn, connect(self.settings) as pub_conn:
+                    conn.ensure_connection(max_retries=3)
+                    self.topology.declare(conn)
+                    self.publisher = Publisher(pub_conn)
+                    channel = conn.channel()
+                    consumer = Consumer(
+                        channel,
+                        queues=[self.topology.queue(self.stage)],
+                        on_message=self._batch.append,
+                        prefetch_count=self.settings.prefetch,
+                    )
+                    with consumer:
+                        backoff = 1.0
+                        log.info("consuming", extra={"queue": self.topology.queue_name(self.stage)})
+                        while not self.stopping.is_set():
+                            self.heartbeat.beat()
+                            self._receive(conn)
+                            if self._batch:
+                                self._process(self._batch)
+                                self._batch = []
+            except Exception as exc:  # noqa: BLE001 - any broker failure: reconnect
+                self._batch = []  # unacked: the broker redelivers them
+                log.warning("broker connection lost", extra={"error": repr(exc), "retry_in": backoff})
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        log.info("stopped")
+
+    def stop(self) -> None:
+        """Finish and ack what is held, then leave the loop (SIGTERM)."""
+        self.stopping.set()
+
+    def _receive(self, conn: Connection) -> None:
+        """Wait up to a second for a message, then gather what else is ready."""
+        try:
+            conn.drain_events(timeout=1.0)
+        except TimeoutError:
+            conn.heartbeat_check()
+            return
+        while self._batch and len(self._batch) < self.settings.prefetch:
+            try:
+                conn.drain_events(timeout=0.002)
+            except TimeoutError:
+                return
+
+    # -- handling ---------------------------------------------------------
+
+    def _process(self, messages: list[Message]) -> None:
+        decoded: list[tuple[Message, Event]] = []
+        for message in messages:
+            try:
+                decoded.append((message, decode(message.body)))
+            except BadEvent as exc:
+                self._dead_letter(message, f"undecodable event: {exc}")
+        if not decoded:
+            return
+        started = time.perf_counter()
+        try:
+            self._handle_and_ack(decoded)
+        except Exception as exc:  # noqa: BLE001 - isolate the message that fails
+            if len(decoded) == 1:
+                self._fail(*decoded[0], exc)
+                return
+            for item in decoded:
+                try:
+                    self._handle_and_ack([item])
+                except Exception as one_exc:  # noqa: BLE001
+                    self._fail(*item, one_exc)
+        elapsed = time.perf_counter() - started
+        metrics.HANDLE_SECONDS.labels(self.stage).observe(elapsed / len(decoded))
+
+    def _handle_and_ack(self, items: list[tuple[Message, Event]]) -> None:
+        events = [event for _, event in items]
+        outputs = self._retrying(self.handler.handle, events)
+        self._publish(outputs)
+        for message, _ in items:
+            message.ack()
+        metrics.HANDLED.labels(self.stage).inc(len(items))
+
+    def _publish(self, outputs: list[Output]) -> None:
+        if outputs:
+            self.publisher.publish(
+                (self.topology.exchange, stage, event.encode(), {}) for stage, event in outputs
+            )
+
+    def _before_retry(self, state: object) -> None:
+        metrics.FAILED.labels(self.stage).inc()
+        outcome = getattr(state, "outcome", None)
+        error = outcome.exception() if outcome is not None else None
+        log.warning("transient error, retrying", extra={"error": repr(error)})
+
+    def _fail(self, message: Message, event: Event, error: Exception) -> None:
+        """Route a message whose handling failed: delayed retry or dead letter."""
+        metrics.FAILED.labels(self.stage).inc()
+        redeliveries = int((message.headers or {}).get(REDELIVERIES, 0))
+        if is_transient(error) and redeliveries < self.settings.redeliveries:
+            # memory:// has no TTL or dead-lettering: requeue on the stage queue itself.
+            exchange = self.topology.exchange if self.settings.embedded else self.topology.retry_exchange
+            headers = {**(message.headers or {}), REDELIVERIES: redeliveries + 1, ERROR: repr(error)[:500]}
+            self.publisher.publish([(exchange, self.stage, message.body, headers)])
+            message.ack()
+            metrics.RETRIED.labels(self.stage).inc()
+            log.warning("sent to retry queue", extra={"error": repr(error), "ids": event.ids})
+        else:
+            self._dead_letter(message, repr(error))
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        headers = {
+            **(message.headers or {}),
+            ERROR: reason[:1000],
+            STAGE: self.stage,
+            "x-deskmail-failed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.publisher.publish([(self.topology.dead_exchange, self.stage, message.body, headers)])
+        message.ack()
+        metrics.DEAD_LETTERED.labels(self.stage).inc()
+        log.error("dead-lettered", extra={"reason": reason[:1000]})
