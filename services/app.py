@@ -1,0 +1,128 @@
+"""Wiring: settings, logging, database, keys and topology, and running stages.
+
+`deskmail <stage>` runs one stage in its own process; `deskmail run` runs all
+of them as threads of one process (the embedded default: memory:// broker and
+an embedded PostgreSQL when AMQP_URL and DATABASE_URL are unset). Same code
+path either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
+
+from kombu import Connection
+from psycopg_pool import ConnectionPool
+
+from shared import db
+from shared import log as logsetup
+from shared.crypto import Keys, load_secret
+from shared.health import HealthServer, Heartbeat
+from shared.settings import Settings
+from shared.topology import Topology
+from shared.worker import Worker, connect
+
+log = logging.getLogger(__name__)
+
+STAGES = ("fetcher", "parser", "ticketer", "replier")
+
+
+class Runnable(Protocol):
+    heartbeat: Heartbeat
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class App:
+    settings: Settings
+
+    @classmethod
+    def from_env(cls) -> App:
+        settings = Settings.from_env()
+        logsetup.setup(settings.log_level)
+        return cls(settings)
+
+    @cached_property
+    def database_url(self) -> str:
+        return db.database_url(self.settings)
+
+    @cached_property
+    def pool(self) -> ConnectionPool:
+        db.migrate(self.database_url)
+        return db.make_pool(self.database_url, max_size=8)
+
+    @cached_property
+    def keys(self) -> Keys:
+        return Keys(load_secret(self.settings))
+
+    @cached_property
+    def topology(self) -> Topology:
+        return Topology(self.settings.queue_prefix, self.settings.retry_delay_ms)
+
+    def broker(self) -> Connection:
+        return connect(self.settings)
+
+    def stage(self, name: str) -> Runnable:
+        if name == "fetcher":
+            from services.fetcher.main import Fetcher
+
+            return Fetcher(self.settings, self.pool, self.keys, self.topology)
+        if name == "parser":
+            from services.parser.stage import ParserHandler
+
+            return Worker(self.settings, self.topology, ParserHandler(self.pool))
+        if name == "ticketer":
+            from services.ticketer.stage import TicketerHandler
+
+            return Worker(self.settings, self.topology, TicketerHandler(self.pool, self.keys.message_id_key))
+        if name == "replier":
+            from services.replier.stage import ReplierHandler
+
+            return Worker(self.settings, self.topology, ReplierHandler(self.settings, self.pool, self.keys))
+        raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+
+    def ready_checks(self) -> dict[str, object]:
+        def database() -> None:
+            with self.pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+
+        def broker() -> None:
+            with self.broker() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+
+        return {"database": database, "broker": broker}
+
+    def run(self, names: list[str], serve_http: bool = True) -> None:
+        """Run stages until SIGTERM/SIGINT; each finishes what it holds before exiting."""
+        runnables = [self.stage(n) for n in names]
+        server = None
+        if serve_http:
+            server = HealthServer(self.settings.http_port, [r.heartbeat for r in runnables],
+                                  self.ready_checks()).start()  # type: ignore[arg-type]
+        threads = [threading.Thread(target=r.run, name=n, daemon=True) for n, r in zip(names, runnables, strict=True)]
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: object) -> None:
+            log.info("stopping", extra={"signal": signal.Signals(signum).name})
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        for t in threads:
+            t.start()
+        log.info("started", extra={"stages": names, "embedded": self.settings.embedded})
+        while not stop.is_set() and all(t.is_alive() for t in threads):
+            stop.wait(0.5)
+        for r in runnables:
+            r.stop()
+        for t in threads:
+            t.join(timeout=25)
+        if server is not None:
+            server.stop()

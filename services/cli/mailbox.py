@@ -1,0 +1,222 @@
+"""`deskmail mailbox ...`: every field of the seed's "Email Mailboxes" page."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from typing import Any
+
+from services.app import App
+from shared import mailboxes
+from shared.db import transaction
+from shared.mailboxes import InvalidSetting
+
+FIELDS = {
+    # option: (column, type, help)
+    "from-name": ("from_name", str, "Account Name shown as sender; may hold placeholders such as {{ agent.name }}"),
+    "address": ("address", str, "the mailbox's address, e.g. support@example.com"),
+    "folder": ("folder", str, "folder to import from (default INBOX)"),
+    "archive-folder": ("archive_folder", str, "IMAP folder imported mail is moved to (default deskmail_archive)"),
+    "host": ("host", str, "IMAP/POP3 server (for maildir: the Maildir's path)"),
+    "username": ("username", str, "login name"),
+    "type": ("account_type", str, "imap, pop3 or maildir"),
+    "port": ("port", int, "port (default: 143/993 for IMAP, 110/995 for POP3)"),
+    "security": ("security", str, "none, starttls or tls (default tls)"),
+    "category": ("category_id", str, "default category (name; created if missing)"),
+    "smtp": ("smtp_id", str, "'system' for the system default SMTP, or the name of custom SMTP settings"),
+    "poll-interval": ("poll_interval", int, "seconds between polls (default 60)"),
+    "max-per-poll": ("max_per_poll", int, "messages imported per poll at most (default 500)"),
+    "max-message-bytes": ("max_message_bytes", int, "larger mail is imported as headers only (default 25 MB)"),
+}
+FLAGS = {
+    "archive": ("archive", "move imported mail to the archive folder (IMAP); --no-archive deletes it"),
+    "auto-reply": ("auto_reply", "send an auto-reply to new requests"),
+    "allow-self-signed": ("allow_self_signed", "accept a self-signed TLS certificate (off by default)"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mailbox", help="add, edit, test and list mailboxes")
+    msub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action in ("add", "edit"):
+        a = msub.add_parser(action, help=f"{action} a mailbox")
+        if action == "edit":
+            a.add_argument("id", type=int)
+        for opt, (_, typ, help_) in FIELDS.items():
+            a.add_argument(f"--{opt}", type=typ, help=help_)
+        for opt, (_, help_) in FLAGS.items():
+            a.add_argument(f"--{opt}", action=argparse.BooleanOptionalAction, default=None, help=help_)
+        a.add_argument("--password-stdin", action="store_true",
+                       help="read the password from standard input (else DESKMAIL_MAILBOX_PASSWORD, else a prompt)")
+        a.set_defaults(func=cmd_save)
+    a = msub.add_parser("list", help="list mailboxes with last poll, last error and counts")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_list)
+    for action, func, help_ in (
+        ("show", cmd_show, "show one mailbox's settings and status"),
+        ("test", cmd_test, "connect, log in, check the folder and the archive folder"),
+        ("enable", cmd_enable, "enable polling"),
+        ("disable", cmd_disable, "disable polling"),
+        ("remove", cmd_remove, "remove the mailbox (its requests stay)"),
+    ):
+        a = msub.add_parser(action, help=help_)
+        a.add_argument("id", type=int)
+        if action == "show":
+            a.add_argument("--json", action="store_true")
+        a.set_defaults(func=func)
+
+
+def _password(args: argparse.Namespace, required: bool) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if os.environ.get("DESKMAIL_MAILBOX_PASSWORD"):
+        return os.environ["DESKMAIL_MAILBOX_PASSWORD"]
+    if required and sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return None
+
+
+def _resolve(conn: Any, values: dict[str, Any]) -> None:
+    """Names to ids for the category and the SMTP settings."""
+    if isinstance(values.get("category_id"), str):
+        row = conn.execute(
+            "INSERT INTO categories (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+            " RETURNING id", (values["category_id"],)).fetchone()
+        values["category_id"] = row["id"]
+    if isinstance(values.get("smtp_id"), str):
+        if values["smtp_id"] == "system":
+            values["smtp_id"] = None
+        else:
+            row = conn.execute("SELECT id FROM smtp_settings WHERE name = %s AND NOT is_system",
+                               (values["smtp_id"],)).fetchone()
+            if row is None:
+                raise InvalidSetting({"smtp_id": f"no SMTP settings named {values['smtp_id']!r}"})
+            values["smtp_id"] = row["id"]
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    values: dict[str, Any] = {}
+    for opt, (col, _, _) in FIELDS.items():
+        value = getattr(args, opt.replace("-", "_"))
+        if value is not None:
+            values[col] = value.lower() if col in ("account_type", "security") else value
+    for opt, (col, _) in FLAGS.items():
+        value = getattr(args, opt.replace("-", "_"))
+        if value is not None:
+            values[col] = value
+    editing = args.action == "edit"
+    password = _password(args, required=not editing)
+    app = App.from_env()
+    try:
+        with transaction(app.pool) as conn:
+            _resolve(conn, values)
+            if editing:
+                mailboxes.update(conn, app.keys, args.id, values, password)
+                mailbox_id = args.id
+            else:
+                missing = [o for o, (c, _, _) in FIELDS.items()
+                           if c in ("from_name", "address", "host", "username", "account_type") and c not in values]
+                if missing:
+                    raise InvalidSetting({m: "is required" for m in missing})
+                mailbox_id = mailboxes.create(conn, app.keys, values, password)
+    except InvalidSetting as exc:
+        for field, message in exc.errors.items():
+            print(f"error: {field}: {message}", file=sys.stderr)
+        return 2
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"mailbox {mailbox_id} {'updated' if editing else 'added'}")
+    return 0
+
+
+_LIST_SQL = """
+SELECT m.id, m.address, m.account_type, m.security, m.host, m.folder, m.enabled,
+       m.last_poll_at, m.last_success_at, m.last_error, m.last_error_at, m.failures_in_row,
+       (SELECT count(*) FROM raw_messages r WHERE r.mailbox_id = m.id) AS imported,
+       (SELECT count(*) FROM requests q WHERE q.mailbox_id = m.id) AS requests
+FROM mailboxes m WHERE m.removed_at IS NULL ORDER BY m.id
+"""
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    with app.pool.connection() as conn:
+        rows = conn.execute(_LIST_SQL).fetchall()
+    if args.json:
+        print(json.dumps(rows, default=str, indent=2))
+        return 0
+    print(f"{'ID':>3}  {'ADDRESS':30} {'TYPE':12} {'ON':3} {'LAST POLL':20} {'IMPORTED':>8}  LAST ERROR")
+    for r in rows:
+        kind = f"{r['account_type']}/{r['security']}"
+        last = r["last_poll_at"].strftime("%Y-%m-%d %H:%M:%S") if r["last_poll_at"] else "never"
+        error = "" if not r["failures_in_row"] else f"{r['last_error']} ({r['failures_in_row']} in a row)"
+        print(f"{r['id']:>3}  {r['address']:30} {kind:12} {'yes' if r['enabled'] else 'no':3} {last:20}"
+              f" {r['imported']:>8}  {error}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    with app.pool.connection() as conn:
+        row = conn.execute("SELECT * FROM mailboxes WHERE id = %s", (args.id,)).fetchone()
+    if row is None:
+        print(f"error: no mailbox {args.id}", file=sys.stderr)
+        return 1
+    has_password = row["password_enc"] is not None
+    row = {k: v for k, v in row.items() if k not in ("password_enc", "lease_owner", "lease_until")}
+    row["password"] = "(set, not shown)" if has_password else "(none)"
+    if args.json:
+        print(json.dumps(row, default=str, indent=2))
+    else:
+        for key, value in row.items():
+            print(f"{key:18} {value}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from services.fetcher.check import check_mailbox
+
+    app = App.from_env()
+    with app.pool.connection() as conn:
+        mailbox = mailboxes.get(conn, args.id, app.keys)
+    ok = True
+    for step, passed, detail in check_mailbox(mailbox):
+        print(f"{'ok  ' if passed else 'FAIL'} {step:15} {detail}")
+        ok = ok and passed
+    return 0 if ok else 1
+
+
+def _set_enabled(mailbox_id: int, enabled: bool) -> int:
+    app = App.from_env()
+    with transaction(app.pool) as conn:
+        row = conn.execute("UPDATE mailboxes SET enabled = %s WHERE id = %s RETURNING id",
+                           (enabled, mailbox_id)).fetchone()
+    if row is None:
+        print(f"error: no mailbox {mailbox_id}", file=sys.stderr)
+        return 1
+    print(f"mailbox {mailbox_id} {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    return _set_enabled(args.id, True)
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    return _set_enabled(args.id, False)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    with transaction(app.pool) as conn:
+        row = conn.execute("UPDATE mailboxes SET enabled = false, removed_at = now()"
+                           " WHERE id = %s AND removed_at IS NULL RETURNING id", (args.id,)).fetchone()
+    if row is None:
+        print(f"error: no mailbox {args.id}", file=sys.stderr)
+        return 1
+    print(f"mailbox {args.id} removed")
+    return 0
