@@ -90,7 +90,7 @@ class Worker:
                     consumer = Consumer(
                         channel,
                         queues=[self.topology.queue(self.stage)],
-                        on_message=self._batch.append,
+                        on_message=self._on_message,
                         prefetch_count=self.settings.prefetch,
                     )
                     with consumer:
@@ -100,8 +100,8 @@ class Worker:
                             self.heartbeat.beat()
                             self._receive(conn)
                             if self._batch:
-                                self._process(self._batch)
-                                self._batch = []
+                                batch, self._batch = self._batch, []
+                                self._process(batch)
             except Exception as exc:  # noqa: BLE001 - any broker failure: reconnect
                 self._batch = []  # unacked: the broker redelivers them
                 log.warning("broker connection lost", extra={"error": repr(exc), "retry_in": backoff})
@@ -112,6 +112,9 @@ class Worker:
     def stop(self) -> None:
         """Finish and ack what is held, then leave the loop (SIGTERM)."""
         self.stopping.set()
+
+    def _on_message(self, message: Message) -> None:
+        self._batch.append(message)
 
     def _receive(self, conn: Connection) -> None:
         """Wait up to a second for a message, then gather what else is ready."""
