@@ -39,8 +39,12 @@ ensure_python() {
   local stamp="$VENV/.deskmail-installed"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     log "installing Deskmail and its dependencies into $VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e ".[test]"
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip \
+           && "$VENV/bin/python" -m pip install -q -e ".[test]"; } >"$VENV/pip.log" 2>&1; then
+      cat "$VENV/pip.log" >&2
+      log "pip install failed (log above, also in $VENV/pip.log)"
+      exit 1
+    fi
     touch "$stamp"
   fi
 }

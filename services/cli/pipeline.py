@@ -51,6 +51,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
     from services.cli.demo import run_demo
 
+    # The demo prints its own summary; the stages' log lines only on request.
+    os.environ.setdefault("DESKMAIL_LOG_LEVEL", "WARNING")
     return run_demo(App.from_env(), args.maildir, args.timeout)
