@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
+import psycopg
 from kombu import Connection
 from psycopg_pool import ConnectionPool
 
@@ -29,6 +32,9 @@ from shared.worker import Worker, connect
 log = logging.getLogger(__name__)
 
 STAGES = ("fetcher", "parser", "ticketer", "replier")
+
+# Within Kubernetes' default grace period (30 s) with room for the process to exit.
+SHUTDOWN_SECONDS = 25.0
 
 
 class Runnable(Protocol):
@@ -88,25 +94,40 @@ class App:
             return Worker(self.settings, self.topology, ReplierHandler(self.settings, self.pool, self.keys))
         raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
 
-    def ready_checks(self) -> dict[str, object]:
+    def ready_checks(self) -> dict[str, Callable[[], None]]:
         def database() -> None:
-            with self.pool.connection(timeout=2) as conn:
-                conn.execute("SELECT 1")
+            if "pool" in self.__dict__:
+                with self.pool.connection(timeout=2) as conn:
+                    conn.execute("SELECT 1")
+            else:  # the stages are not built yet (database down at start): try directly
+                with psycopg.connect(self.database_url, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
 
         def broker() -> None:
             with self.broker() as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
+                conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
 
         return {"database": database, "broker": broker}
 
+    def _build(self, names: list[str], stop: threading.Event) -> list[Runnable]:
+        """The stages, once the database answers; until then /readyz says why (no crash loop)."""
+        while not stop.is_set():
+            try:
+                return [self.stage(n) for n in names]
+            except psycopg.OperationalError as exc:
+                log.warning("database unreachable; retrying in 5 s", extra={"error": str(exc)})
+                stop.wait(5)
+        return []
+
     def run(self, names: list[str], serve_http: bool = True) -> None:
-        """Run stages until SIGTERM/SIGINT; each finishes what it holds before exiting."""
-        runnables = [self.stage(n) for n in names]
-        server = None
-        if serve_http:
-            server = HealthServer(self.settings.http_port, [r.heartbeat for r in runnables],
-                                  self.ready_checks()).start()  # type: ignore[arg-type]
-        threads = [threading.Thread(target=r.run, name=n, daemon=True) for n, r in zip(names, runnables, strict=True)]
+        """Run stages until SIGTERM/SIGINT; each finishes what it holds before exiting.
+
+        The health port (DESKMAIL_HTTP_PORT) comes up first, so /readyz can
+        tell an orchestrator that the database or broker is missing. On a
+        signal every stage stops taking work, finishes and acks what it holds;
+        whatever is still unacked after SHUTDOWN_SECONDS goes back to the
+        queue when the process exits (at-least-once, idempotent stages).
+        """
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: object) -> None:
@@ -115,14 +136,29 @@ class App:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        heartbeats: list[Heartbeat] = []
+        server = None
+        if serve_http:
+            server = HealthServer(self.settings.http_port, heartbeats, self.ready_checks()).start()
+            log.info("serving /healthz, /readyz and /metrics", extra={"port": server.port})
+        runnables = self._build(names, stop)
+        heartbeats.extend(r.heartbeat for r in runnables)
+        threads = [threading.Thread(target=r.run, name=n, daemon=True) for n, r in zip(names, runnables, strict=False)]
         for t in threads:
             t.start()
-        log.info("started", extra={"stages": names, "embedded": self.settings.embedded})
-        while not stop.is_set() and all(t.is_alive() for t in threads):
+        if threads:
+            log.info("started", extra={"stages": names, "embedded": self.settings.embedded})
+        while not stop.is_set() and threads and all(t.is_alive() for t in threads):
             stop.wait(0.5)
         for r in runnables:
             r.stop()
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
         for t in threads:
-            t.join(timeout=25)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        unfinished = [t.name for t in threads if t.is_alive()]
+        if unfinished:
+            log.warning("stages did not finish in time; their unacked messages return to the queue",
+                        extra={"stages": unfinished})
         if server is not None:
             server.stop()
+        log.info("exited")

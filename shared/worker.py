@@ -31,9 +31,11 @@ from kombu import Connection, Consumer, Message
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from shared import metrics
+from shared.broker_admin import refresh_depth_gauges
 from shared.errors import is_transient
 from shared.events import BadEvent, Event, decode
 from shared.health import Heartbeat
+from shared.log import bind
 from shared.publisher import Publisher
 from shared.settings import Settings
 from shared.topology import Topology
@@ -45,6 +47,11 @@ Output = tuple[str, Event]  # (stage to route to, event)
 REDELIVERIES = "x-deskmail-redeliveries"
 ERROR = "x-deskmail-error"
 STAGE = "x-deskmail-stage"
+
+# How often a worker measures its own queues for deskmail_queue_depth. Every
+# replica does it (the alerts take the max), so the gauge exists as long as
+# one consumer runs.
+DEPTH_INTERVAL = 15.0
 
 
 class Handler(Protocol):
@@ -67,6 +74,7 @@ class Worker:
         self.heartbeat = Heartbeat(self.stage)
         self.stopping = threading.Event()
         self._batch: list[Message] = []
+        self._next_depth = 0.0
         self._retrying = Retrying(
             retry=retry_if_exception(is_transient),
             stop=stop_after_attempt(settings.retry_attempts),
@@ -98,6 +106,7 @@ class Worker:
                         log.info("consuming", extra={"queue": self.topology.queue_name(self.stage)})
                         while not self.stopping.is_set():
                             self.heartbeat.beat()
+                            self._refresh_depths(conn)
                             self._receive(conn)
                             if self._batch:
                                 batch, self._batch = self._batch, []
@@ -105,6 +114,9 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - any broker failure: reconnect
                 self._batch = []  # unacked: the broker redelivers them
                 log.warning("broker connection lost", extra={"error": repr(exc), "retry_in": backoff})
+                # Waiting for the broker is progress of a kind: /readyz reports the
+                # outage, and restarting the process (liveness) would not help.
+                self.heartbeat.beat()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
         log.info("stopped")
@@ -112,6 +124,16 @@ class Worker:
     def stop(self) -> None:
         """Finish and ack what is held, then leave the loop (SIGTERM)."""
         self.stopping.set()
+
+    def _refresh_depths(self, conn: Connection) -> None:
+        if time.monotonic() < self._next_depth:
+            return
+        self._next_depth = time.monotonic() + DEPTH_INTERVAL
+        name = self.topology.queue_name(self.stage)
+        try:
+            refresh_depth_gauges(conn, (name, f"{name}.retry", f"{name}.dead"))
+        except Exception as exc:  # noqa: BLE001 - a missing gauge must not stop consuming
+            log.warning("cannot measure queue depth", extra={"error": repr(exc)})
 
     def _on_message(self, message: Message) -> None:
         self._batch.append(message)
@@ -137,7 +159,7 @@ class Worker:
             try:
                 decoded.append((message, decode(message.body)))
             except BadEvent as exc:
-                self._dead_letter(message, f"undecodable event: {exc}")
+                self._dead_letter(message, f"undecodable event: {exc}", None)
         if not decoded:
             return
         started = time.perf_counter()
@@ -152,15 +174,20 @@ class Worker:
                     self._handle_and_ack([item])
                 except Exception as one_exc:  # noqa: BLE001
                     self._fail(*item, one_exc)
-        elapsed = time.perf_counter() - started
-        metrics.HANDLE_SECONDS.labels(self.stage).observe(elapsed / len(decoded))
+        # One observation per message, so the histogram's count is the number
+        # of messages handled and its rate the stage's throughput.
+        per_message = (time.perf_counter() - started) / len(decoded)
+        histogram = metrics.HANDLE_SECONDS.labels(self.stage)
+        for _ in decoded:
+            histogram.observe(per_message)
 
     def _handle_and_ack(self, items: list[tuple[Message, Event]]) -> None:
         events = [event for _, event in items]
-        outputs = self._retrying(self.handler.handle, events)
-        self._publish(outputs)
-        for message, _ in items:
-            message.ack()
+        with bind(**_log_ids(events)):
+            outputs = self._retrying(self.handler.handle, events)
+            self._publish(outputs)
+            for message, _ in items:
+                message.ack()
         metrics.HANDLED.labels(self.stage).inc(len(items))
 
     def _publish(self, outputs: list[Output]) -> None:
@@ -177,6 +204,10 @@ class Worker:
 
     def _fail(self, message: Message, event: Event, error: Exception) -> None:
         """Route a message whose handling failed: delayed retry or dead letter."""
+        with bind(**_log_ids([event])):
+            self._route_failure(message, event, error)
+
+    def _route_failure(self, message: Message, event: Event, error: Exception) -> None:
         metrics.FAILED.labels(self.stage).inc()
         redeliveries = int((message.headers or {}).get(REDELIVERIES, 0))
         if is_transient(error) and redeliveries < self.settings.redeliveries:
@@ -186,11 +217,11 @@ class Worker:
             self.publisher.publish([(exchange, self.stage, message.body, headers)])
             message.ack()
             metrics.RETRIED.labels(self.stage).inc()
-            log.warning("sent to retry queue", extra={"error": repr(error), "ids": event.ids})
+            log.warning("sent to retry queue", extra={"error": repr(error), "redelivery": redeliveries + 1})
         else:
-            self._dead_letter(message, repr(error))
+            self._dead_letter(message, repr(error), event)
 
-    def _dead_letter(self, message: Message, reason: str) -> None:
+    def _dead_letter(self, message: Message, reason: str, event: Event | None) -> None:
         headers = {
             **(message.headers or {}),
             ERROR: reason[:1000],
@@ -200,4 +231,12 @@ class Worker:
         self.publisher.publish([(self.topology.dead_exchange, self.stage, message.body, headers)])
         message.ack()
         metrics.DEAD_LETTERED.labels(self.stage).inc()
-        log.error("dead-lettered", extra={"reason": reason[:1000]})
+        log.error("dead-lettered", extra={"reason": reason[:1000], "event_type": event.type if event else None})
+
+
+def _log_ids(events: Sequence[Event]) -> dict[str, object]:
+    """The ids to bind to log lines about these events: raw_id=7 for one, raw_ids=[7, 8] for a batch."""
+    if len(events) == 1:
+        return {k: v for k, v in events[0].ids.items() if k.endswith("_id")}
+    keys = dict.fromkeys(k for e in events for k in e.ids if k.endswith("_id"))
+    return {f"{k}s": sorted({e.ids[k] for e in events if k in e.ids}) for k in keys}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from services.cli import mailbox, pipeline, requests
+from services.cli import mailbox, ops, pipeline, requests
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register(sub)
     mailbox.register(sub)
     requests.register(sub)
+    ops.register(sub)
     return parser
 
 

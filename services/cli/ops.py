@@ -1,0 +1,258 @@
+"""`deskmail queues`, `deskmail dead-letters ...` and `deskmail status`: what an operator runs.
+
+The logic lives in shared/broker_admin.py and shared/ops_status.py; this
+module only parses arguments and prints. Rates need the RabbitMQ management
+API: set DESKMAIL_RABBITMQ_API (http://user:password@host:15672).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from kombu.exceptions import OperationalError
+
+from services.app import App
+from shared import broker_admin, ops_status
+from shared.broker_admin import DeadLetter, QueueInfo, QueueMissing
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("queues", help="depth, consumers and rates of every queue")
+    p.add_argument("--window", type=float, default=2.0,
+                   help="seconds to watch depths for the net change per second (0: no sampling)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queues)
+
+    p = sub.add_parser("dead-letters", help="list, show, replay or purge dead-lettered messages")
+    dsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = dsub.add_parser("list", help="every dead letter with its stage, time and error")
+    a.add_argument("--stage", help="only this stage's dead letters (parse, ticket, reply)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_dead_list)
+    a = dsub.add_parser("show", help="one dead letter: headers, event and the mail it concerns")
+    a.add_argument("id", help="the id from `list` (a unique prefix is enough)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_dead_show)
+    for action, func, verb in (("replay", cmd_dead_replay, "send back to their stage's queue"),
+                               ("purge", cmd_dead_purge, "delete for good")):
+        a = dsub.add_parser(action, help=f"{verb}: the given ids, or --all")
+        a.add_argument("ids", nargs="*", help="ids from `list` (unique prefixes are enough)")
+        a.add_argument("--all", action="store_true", help="every dead letter (of --stage, if given)")
+        a.add_argument("--stage", help="only this stage's dead letters")
+        a.set_defaults(func=func)
+
+    p = sub.add_parser("status", help="mailboxes and queues at a glance; exit 1 if something needs attention")
+    p.add_argument("--window", type=float, default=5.0,
+                   help="seconds to watch the queues to judge whether they drain (default 5)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+
+def _api_url() -> str | None:
+    return os.environ.get("DESKMAIL_RABBITMQ_API") or None
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+# -- queues -------------------------------------------------------------------
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _queue_row(info: QueueInfo) -> dict[str, Any]:
+    return {k: getattr(info, k) for k in ("name", "stage", "kind", "messages", "consumers", "unacked",
+                                          "publish_rate", "deliver_rate", "change_rate")}
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    try:
+        with app.broker() as conn:
+            infos = broker_admin.sample_queues(conn, app.topology, args.window, _api_url())
+    except (OperationalError, ConnectionError) as exc:
+        return _fail(f"cannot reach the broker: {exc}")
+    if args.json:
+        print(json.dumps([_queue_row(i) for i in infos], indent=2))
+        return 0
+    print(f"{'QUEUE':40} {'READY':>7} {'CONSUMERS':>9} {'IN/s':>7} {'OUT/s':>7} {'CHANGE/s':>9}")
+    for info in infos:
+        if not info.exists:
+            print(f"{info.name:40} {'(missing)':>7}")
+            continue
+        print(f"{info.name:40} {info.messages:>7} {info.consumers:>9} {_rate(info.publish_rate):>7}"
+              f" {_rate(info.deliver_rate):>7} {_rate(info.change_rate):>9}")
+    if _api_url() is None:
+        print("\nIN/s and OUT/s need the management API (DESKMAIL_RABBITMQ_API);"
+              " CHANGE/s is the net change of the depth while watching.")
+    return 0
+
+
+# -- dead letters -------------------------------------------------------------
+
+
+def _letter_row(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "stage": letter.stage,
+        "queue": letter.queue,
+        "failed_at": letter.failed_at,
+        "error": letter.error,
+        "event": {"type": letter.event.type, "ids": letter.event.ids} if letter.event else None,
+        "event_error": letter.event_error,
+    }
+
+
+def _event_text(letter: DeadLetter) -> str:
+    if letter.event is None:
+        return f"(unreadable: {letter.event_error})"
+    ids = " ".join(f"{k}={v}" for k, v in letter.event.ids.items())
+    return f"{letter.event.type} {ids}"
+
+
+def cmd_dead_list(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    try:
+        with app.broker() as conn:
+            letters = broker_admin.list_dead_letters(conn, app.topology, args.stage)
+    except (QueueMissing, ValueError, OperationalError, ConnectionError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps([_letter_row(x) for x in letters], indent=2, default=str))
+        return 0
+    if not letters:
+        print("no dead letters")
+        return 0
+    print(f"{'ID':12}  {'STAGE':6}  {'FAILED AT':20}  {'EVENT':40}  ERROR")
+    for x in letters:
+        print(f"{x.id:12}  {x.stage:6}  {x.failed_at:20}  {_event_text(x)[:40]:40}  {x.error[:120]}")
+    print(f"\n{len(letters)} dead letter(s). `deskmail dead-letters show ID` for details;"
+          " fix the cause, then `deskmail dead-letters replay ID` (or --all).")
+    return 0
+
+
+def cmd_dead_show(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    try:
+        with app.broker() as conn:
+            letter = broker_admin.find_dead_letter(conn, app.topology, args.id)
+    except (QueueMissing, OperationalError, ConnectionError) as exc:
+        return _fail(str(exc))
+    if letter is None:
+        return _fail(f"no dead letter with id {args.id!r} (`deskmail dead-letters list` shows them)")
+    mail = None
+    if letter.event is not None and "raw_id" in letter.event.ids:
+        with app.pool.connection() as db:
+            mail = ops_status.mail_summary(db, letter.event.ids["raw_id"])
+    if args.json:
+        row = _letter_row(letter)
+        row["headers"] = letter.headers
+        row["mail"] = mail
+        print(json.dumps(row, indent=2, default=str))
+        return 0
+    print(f"id          {letter.id}")
+    print(f"queue       {letter.queue}  (replay sends it to stage {letter.stage!r})")
+    print(f"event       {_event_text(letter)}")
+    print("headers")
+    for key, value in sorted(letter.headers.items()):
+        print(f"  {key}: {value}")
+    if letter.event is not None and "raw_id" in letter.event.ids:
+        if mail is None:
+            print(f"mail        raw message {letter.event.ids['raw_id']} is not in the database")
+        else:
+            print(f"mail        raw message {mail['raw_id']} of mailbox {mail['mailbox_id']} ({mail['mailbox']})")
+            for key in ("from", "subject", "date", "message_id"):
+                print(f"  {key}: {mail[key]}")
+    return 0
+
+
+def _choose(args: argparse.Namespace) -> list[str] | None | int:
+    if args.all and args.ids:
+        return _fail("give ids or --all, not both")
+    if not args.all and not args.ids:
+        return _fail("give the ids to act on (from `deskmail dead-letters list`), or --all")
+    return None if args.all else list(args.ids)
+
+
+def cmd_dead_replay(args: argparse.Namespace) -> int:
+    ids = _choose(args)
+    if isinstance(ids, int):
+        return ids
+    app = App.from_env()
+    try:
+        with app.broker() as conn, app.broker() as publish_conn:
+            done = broker_admin.replay(conn, publish_conn, app.topology, ids, args.stage)
+    except (QueueMissing, ValueError, OperationalError, ConnectionError) as exc:
+        return _fail(str(exc))
+    for letter in done:
+        print(f"replayed {letter.id} to {letter.stage}: {_event_text(letter)}")
+    print(f"{len(done)} dead letter(s) replayed")
+    return 0 if done or ids is None else 1
+
+
+def cmd_dead_purge(args: argparse.Namespace) -> int:
+    ids = _choose(args)
+    if isinstance(ids, int):
+        return ids
+    app = App.from_env()
+    try:
+        with app.broker() as conn:
+            done = broker_admin.purge(conn, app.topology, ids, args.stage)
+    except (QueueMissing, ValueError, OperationalError, ConnectionError) as exc:
+        return _fail(str(exc))
+    for letter in done:
+        print(f"purged {letter.id} ({letter.stage}): {_event_text(letter)}")
+    print(f"{len(done)} dead letter(s) purged")
+    return 0 if done or ids is None else 1
+
+
+# -- status -------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    with app.broker() as conn:
+        status = ops_status.collect(_LazyPool(app), conn, app.topology, args.window, _api_url())
+    if args.json:
+        print(json.dumps({
+            "needs_attention": status.needs_attention,
+            "problems": status.problems,
+            "mailboxes": [m.__dict__ for m in status.mailboxes],
+            "queues": [{**_queue_row(q.info), "problem": q.problem} for q in status.queues],
+        }, indent=2, default=str))
+        return 1 if status.needs_attention else 0
+    print("MAILBOXES")
+    if not status.mailboxes:
+        print("  (none)")
+    for m in status.mailboxes:
+        last = m.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if m.last_success_at else "never"
+        print(f"  {'!!' if m.needs_attention else 'ok'}  {m.id:>3} {m.address:32} last success {last:19}  {m.detail}")
+    print("QUEUES")
+    for q in status.queues:
+        info = q.info
+        shown = "(missing)" if not info.exists else f"{info.messages} ready, {info.consumers} consumer(s)"
+        print(f"  {'!!' if q.needs_attention else 'ok'}  {info.name:36} {shown:28} {q.problem or ''}")
+    for error in status.errors:
+        print(f"!! {error}")
+    print("\nneeds attention:" if status.needs_attention else "\nall well")
+    for problem in status.problems:
+        print(f"  - {problem}")
+    return 1 if status.needs_attention else 0
+
+
+class _LazyPool:
+    """App.pool on first use, so that an unreachable database is reported, not raised."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def connection(self, timeout: float = 5.0) -> Any:
+        return self.app.pool.connection(timeout=timeout)

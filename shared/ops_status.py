@@ -1,0 +1,177 @@
+"""Deskmail's health at a glance: every mailbox and every queue, and what needs a person.
+
+`deskmail status` prints this and exits non-zero when `needs_attention`, so
+it also serves as a check (cron, monitoring); an admin web can show the same
+`Status`. The rules, in plain words:
+
+- a mailbox needs attention when its last poll failed, or when it has had no
+  successful poll for longer than STALE_AFTER (or three poll intervals, if
+  that is longer) although it is enabled;
+- a dead-letter queue needs attention as soon as it holds a message;
+- a work queue needs attention when it holds messages and has no consumer,
+  or did not get shorter over the sampling window (with the management API:
+  and nothing was delivered from it).
+
+`mail_summary` gives the From and Subject of a raw message, for showing a
+dead letter to an operator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from typing import Any
+
+import psycopg
+from kombu import Connection
+
+from shared.broker_admin import QueueInfo, sample_queues
+from shared.topology import Topology
+
+STALE_AFTER = dt.timedelta(minutes=10)
+
+
+@dataclass
+class MailboxHealth:
+    id: int
+    address: str
+    enabled: bool
+    state: str  # ok | failing | stale | waiting | disabled
+    detail: str
+    last_success_at: dt.datetime | None
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.state in ("failing", "stale")
+
+
+@dataclass
+class QueueHealth:
+    info: QueueInfo
+    problem: str | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.problem is not None
+
+
+@dataclass
+class Status:
+    mailboxes: list[MailboxHealth] = field(default_factory=list)
+    queues: list[QueueHealth] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # a part that could not be checked at all
+
+    @property
+    def problems(self) -> list[str]:
+        out = list(self.errors)
+        out += [f"mailbox {m.id} ({m.address}): {m.detail}" for m in self.mailboxes if m.needs_attention]
+        out += [f"queue {q.info.name}: {q.problem}" for q in self.queues if q.problem]
+        return out
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.problems)
+
+
+_MAILBOX_SQL = """
+SELECT id, address, enabled, poll_interval, created_at, last_poll_at, last_success_at,
+       last_error, last_error_at, failures_in_row, now() AS now
+FROM mailboxes WHERE removed_at IS NULL ORDER BY id
+"""
+
+
+def mailbox_health(conn: psycopg.Connection) -> list[MailboxHealth]:
+    out = []
+    for row in conn.execute(_MAILBOX_SQL).fetchall():
+        stale_after = max(STALE_AFTER, dt.timedelta(seconds=3 * row["poll_interval"]))
+        since = row["last_success_at"] or row["created_at"]
+        if not row["enabled"]:
+            state, detail = "disabled", "disabled"
+        elif row["failures_in_row"]:
+            state = "failing"
+            detail = f"{row['failures_in_row']} failed poll(s) in a row, last: {row['last_error']}"
+        elif row["now"] - since > stale_after:
+            state = "stale"
+            ago = int((row["now"] - since).total_seconds() // 60)
+            detail = (f"no successful poll for {ago} min" if row["last_success_at"]
+                      else f"never polled in the {ago} min since it was added: is a fetcher running?")
+        elif row["last_success_at"] is None:
+            state, detail = "waiting", "waiting for its first poll"
+        else:
+            state, detail = "ok", "ok"
+        out.append(MailboxHealth(row["id"], row["address"], row["enabled"], state, detail,
+                                 row["last_success_at"]))
+    return out
+
+
+def queue_health(infos: list[QueueInfo]) -> list[QueueHealth]:
+    out = []
+    for info in infos:
+        problem = None
+        if not info.exists:
+            problem = "does not exist (no stage has started, or DESKMAIL_QUEUE_PREFIX differs)"
+        elif info.kind == "dead" and info.messages:
+            problem = f"{info.messages} dead letter(s): `deskmail dead-letters list`"
+        elif info.kind == "work" and info.messages:
+            if not info.consumers:
+                problem = f"{info.messages} message(s) waiting and no consumer: is the {info.stage} stage running?"
+            elif info.deliver_rate is not None:
+                if info.deliver_rate == 0 and (info.change_rate is None or info.change_rate >= 0):
+                    problem = f"{info.messages} message(s) waiting and none delivered: consumers stuck?"
+            elif info.change_rate is not None and info.change_rate >= 0:
+                problem = f"{info.messages} message(s) waiting and the queue did not shrink"
+        out.append(QueueHealth(info, problem))
+    return out
+
+
+def collect(pool: Any, broker: Connection, topology: Topology, window: float = 5.0,
+            api_url: str | None = None) -> Status:
+    """Mailboxes from the database, queues from the broker; a part that fails is itself a problem."""
+    status = Status()
+    try:
+        with pool.connection(timeout=5) as conn:
+            status.mailboxes = mailbox_health(conn)
+    except Exception as exc:  # noqa: BLE001 - report, and still show the queues
+        status.errors.append(f"database: {exc}")
+    try:
+        status.queues = queue_health(sample_queues(broker, topology, window, api_url))
+    except Exception as exc:  # noqa: BLE001 - report, and still show the mailboxes
+        status.errors.append(f"broker: {exc}")
+    return status
+
+
+def _header(value: str | None) -> str:
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # noqa: BLE001 - a broken encoded word: show it as it came
+        return value
+
+
+def mail_summary(conn: psycopg.Connection, raw_id: int) -> dict[str, Any] | None:
+    """From, Subject, Date and mailbox of a stored raw message; None if there is no such row."""
+    row = conn.execute(
+        "SELECT r.id, r.mailbox_id, r.size, r.received_at, m.address AS mailbox"
+        " FROM raw_messages r LEFT JOIN mailboxes m ON m.id = r.mailbox_id WHERE r.id = %s",
+        (raw_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    head = conn.execute(
+        "SELECT substring(data FROM 1 FOR 65536) AS head FROM raw_messages WHERE id = %s", (raw_id,)
+    ).fetchone()["head"]
+    headers = BytesHeaderParser().parsebytes(bytes(head))
+    return {
+        "raw_id": row["id"],
+        "mailbox_id": row["mailbox_id"],
+        "mailbox": row["mailbox"],
+        "from": _header(headers.get("From")),
+        "subject": _header(headers.get("Subject")),
+        "date": _header(headers.get("Date")),
+        "message_id": _header(headers.get("Message-ID")),
+        "size": row["size"],
+        "received_at": row["received_at"],
+    }
