@@ -1,171 +1,351 @@
-"""Writing a parsed mail into a request: customer, request, history, attachments.
+"""Writing a batch of parsed mail into requests: customers, requests, history, attachments.
 
-All of it runs inside the caller's transaction, together with marking the
-remote message committed, so the fetcher archives it only once this is durable.
+Everything runs in the caller's one transaction, together with marking the
+remote messages committed, so the fetcher archives a mail only once its
+request is durable. The work is split in two so that a batch costs a fixed
+handful of round trips instead of several per mail:
+
+  plan   decide every mail in memory (conversation.Threads), new requests
+         getting placeholder ids, so later mails of the batch see earlier ones;
+  write  allocate the real ids in one query, then insert everything with
+         executemany (psycopg pipelines those) and a few set-based statements.
+
+Rows that other transactions may lock too are written in a fixed order
+(customers by address, requests by id, people by (request, address)), so
+concurrent ticketers wait for each other instead of deadlocking; the
+conversation locks taken first (`lock_conversations`) serialise the mails of
+one conversation across ticketers.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import psycopg
 
-from services.ticketer.conversation import find_request, thread_ids
-from shared.parsed import Address, ParsedMessage
+from services.ticketer.conversation import Match, Threads, conversation_keys, people_of, thread_ids
+from shared.parsed import ParsedMessage
+
+
+@dataclass(frozen=True)
+class Mail:
+    raw_id: int
+    mailbox_id: int
+    category_id: int | None
+    parsed: ParsedMessage
 
 
 @dataclass(frozen=True)
 class Outcome:
-    request_id: int
-    history_id: int
+    """What one mail did. request_id None: automatic mail that matched no request (unmatched_mail)."""
+
+    raw_id: int
+    request_id: int | None
+    history_id: int | None
     created: bool
     automatic: str | None
+    rule: str | None = None  # which threading rule matched, None for a new request
 
 
-def lock_keys(conn: psycopg.Connection, keys: list[str]) -> None:
-    """Serialise mails of one conversation across ticketers (reply-before-parent race).
+@dataclass
+class _Planned:
+    mail: Mail
+    request_id: int  # negative: a placeholder for a new request of this batch
+    new: bool
+    match: Match | None
+    people: set[str] = field(default_factory=set)
 
-    Locks are taken in sorted order so two batches never deadlock.
+
+def lock_conversations(conn: psycopg.Connection, mails: list[tuple[int, ParsedMessage]]) -> None:
+    """Serialise the mails of one conversation across ticketers (reply-before-parent race).
+
+    One statement; the locks are taken in the order of their hash values, the
+    same in every transaction, so two batches never deadlock on them.
     """
-    for key in sorted(set(keys)):
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+    keys = sorted({k for raw_id, parsed in mails for k in conversation_keys(parsed, raw_id)})
+    conn.execute(
+        "SELECT count(pg_advisory_xact_lock(h)) FROM"
+        " (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(%s::text[]) k ORDER BY h) s",
+        (keys,),
+    )
 
 
-def conversation_keys(parsed: ParsedMessage, raw_id: int) -> list[str]:
-    keys = [f"raw:{raw_id}"]
-    keys += [f"mid:{m}" for m in thread_ids(parsed)]
-    if parsed.message_id:
-        keys.append(f"mid:{parsed.message_id}")
-    return keys
+def existing_outcomes(conn: psycopg.Connection, raw_ids: list[int]) -> dict[int, Outcome]:
+    """Outcomes already recorded for these raw messages (a redelivery): published again as they were."""
+    found: dict[int, Outcome] = {}
+    for row in conn.execute(
+        "SELECT raw_id, id, request_id, outcome, automatic FROM history WHERE raw_id = ANY(%(r)s)"
+        " UNION ALL SELECT raw_id, NULL, NULL, NULL, kind FROM unmatched_mail WHERE raw_id = ANY(%(r)s)",
+        {"r": raw_ids},
+    ):
+        found[row["raw_id"]] = Outcome(row["raw_id"], row["request_id"], row["id"],
+                                       row["outcome"] == "created", row["automatic"])
+    return found
 
 
-def existing_outcome(conn: psycopg.Connection, raw_id: int) -> Outcome | None:
+def _is_bounce(parsed: ParsedMessage) -> bool:
+    return parsed.unparsed is None and (parsed.bounce is not None or parsed.automatic == "bounce")
+
+
+def record_batch(conn: psycopg.Connection, mails: list[Mail], *, msgid_key: bytes,
+                 tag_re: re.Pattern[str], own: frozenset[str]) -> list[Outcome]:
+    """Record mails that have no outcome yet, in order; return one outcome per mail."""
+    if not mails:
+        return []
+    threads = Threads.load(conn, (m.parsed for m in mails if m.parsed.unparsed is None), msgid_key, tag_re)
+    planned: list[_Planned] = []
+    unmatched: list[tuple[Mail, str]] = []
+    next_placeholder = -1
+    for mail in mails:
+        parsed = mail.parsed
+        people = people_of(parsed, own) if parsed.unparsed is None else set()
+        if parsed.unparsed is not None:
+            match = None  # nothing in it can be trusted to thread by
+        elif _is_bounce(parsed):
+            match = threads.decide_bounce(parsed)
+            if match is None:
+                unmatched.append((mail, _unmatched_reason(parsed)))
+                continue
+            people = set()  # a mailer-daemon is nobody's conversation partner
+        else:
+            match = threads.decide(parsed)
+        if match is None:
+            request_id, next_placeholder = next_placeholder, next_placeholder - 1
+            # The customer is on the conversation even when Reply-To/From is odd.
+            if parsed.from_ and parsed.from_.address:
+                people.add(parsed.from_.address.lower())
+        else:
+            request_id = match.request_id
+        planned.append(_Planned(mail, request_id, match is None, match, people))
+        if parsed.unparsed is None:
+            threads.remember(parsed, request_id, new=match is None, people=people)
+    outcomes = _write(conn, planned)
+    outcomes += _write_unmatched(conn, unmatched)
+    return outcomes
+
+
+def _unmatched_reason(parsed: ParsedMessage) -> str:
+    original = parsed.bounce.original_message_id if parsed.bounce else None
+    if original:
+        return f"the bounced mail <{original}> is not one Deskmail sent or received"
+    return "the delivery report does not say which mail bounced, and nothing else links it to a request"
+
+
+def _allocate(conn: psycopg.Connection, requests: int, history: int) -> tuple[list[int], list[int]]:
     row = conn.execute(
-        "SELECT id, request_id, outcome, automatic FROM history WHERE raw_id = %s", (raw_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    return Outcome(row["request_id"], row["id"], row["outcome"] == "created", row["automatic"])
-
-
-def upsert_customer(conn: psycopg.Connection, sender: Address) -> int:
-    row = conn.execute(
-        "INSERT INTO customers (address, name) VALUES (%s, %s)"
-        " ON CONFLICT (lower(address)) DO UPDATE SET name ="
-        " CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE customers.name END"
-        " RETURNING id",
-        (sender.address, sender.name),
+        "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('requests', 'id')) FROM generate_series(1, %s)) AS r,"
+        " ARRAY(SELECT nextval(pg_get_serial_sequence('history', 'id')) FROM generate_series(1, %s)) AS h",
+        (requests, history),
     ).fetchone()
     assert row is not None
-    return int(row["id"])
+    return list(row["r"]), list(row["h"])
 
 
-def record_mail(
-    conn: psycopg.Connection,
-    *,
-    raw_id: int,
-    mailbox: dict,
-    parsed: ParsedMessage,
-    msgid_key: bytes,
-) -> Outcome | None:
-    """Create or update the request for one mail; None when the mail creates nothing (a bounce)."""
-    match = None if parsed.unparsed else find_request(conn, parsed, msgid_key)
-    if parsed.bounce is not None or parsed.automatic == "bounce":
-        return _record_bounce(conn, raw_id, parsed, match.request_id if match else None)
-    sender = parsed.from_ or Address("", "")
-    if match is None:
-        customer_id = upsert_customer(conn, sender) if sender.address else None
-        row = conn.execute(
-            "INSERT INTO requests (mailbox_id, category_id, customer_id, subject, unparsed)"
-            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (mailbox["id"], mailbox["category_id"], customer_id, parsed.subject[:1000],
-             parsed.unparsed is not None),
-        ).fetchone()
-        assert row is not None
-        request_id, created = int(row["id"]), True
-    else:
-        request_id, created = match.request_id, False
-        if sender.address:
-            upsert_customer(conn, sender)
-        # A person's mail reopens; an out-of-office or similar is only recorded.
-        reopen = parsed.automatic is None
-        conn.execute(
-            "UPDATE requests SET updated_at = now(),"
-            " status = CASE WHEN %s THEN 'open' ELSE status END WHERE id = %s",
-            (reopen, request_id),
+def _write(conn: psycopg.Connection, planned: list[_Planned]) -> list[Outcome]:
+    if not planned:
+        return []
+    new_count = sum(1 for p in planned if p.new)
+    request_ids, history_ids = _allocate(conn, new_count, len(planned))
+    real = {-(i + 1): rid for i, rid in enumerate(request_ids)}  # placeholder -> id
+    for p in planned:
+        if p.request_id < 0:
+            p.request_id = real[p.request_id]
+    customers = _upsert_customers(conn, planned)
+
+    with conn.cursor() as cur:
+        new_rows = [
+            (p.request_id, p.mail.mailbox_id, p.mail.category_id,
+             customers.get(p.mail.parsed.from_.address.lower()) if _person(p) else None,
+             _subject(p.mail.parsed)[:1000], p.mail.parsed.unparsed is not None)
+            for p in planned if p.new
+        ]
+        if new_rows:
+            cur.executemany(
+                "INSERT INTO requests (id, mailbox_id, category_id, customer_id, subject, unparsed)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                new_rows,
+            )
+        # A person's mail reopens a closed request; automatic mail (out-of-office,
+        # bounces) is only recorded. Rows are locked in id order first (no deadlocks).
+        touched: dict[int, bool] = {}
+        for p in planned:
+            if not p.new:
+                touched[p.request_id] = touched.get(p.request_id, False) or p.mail.parsed.automatic is None
+        if touched:
+            ids = sorted(touched)
+            cur.execute("SELECT id FROM requests WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (ids,))
+            cur.execute(
+                "UPDATE requests r SET updated_at = now(),"
+                " status = CASE WHEN v.reopen THEN 'open' ELSE r.status END"
+                " FROM unnest(%s::bigint[], %s::bool[]) AS v(id, reopen) WHERE r.id = v.id",
+                (ids, [touched[i] for i in ids]),
+            )
+        history_rows = []
+        attachment_rows = []
+        originals: list[tuple[int, int]] = []
+        for p, history_id in zip(planned, history_ids, strict=True):
+            parsed = p.mail.parsed
+            sender_address = parsed.from_.address if parsed.from_ else None
+            sender_name = parsed.from_.name if parsed.from_ else None
+            body = parsed.body_text
+            if parsed.unparsed:
+                body = (f"[Deskmail could not parse this mail ({parsed.unparsed})."
+                        f" The original message is attached.]\n\n{body}")
+            history_rows.append(
+                (history_id, p.request_id, p.mail.raw_id, "created" if p.new else "updated",
+                 parsed.message_id, sender_address, sender_name, parsed.subject, body,
+                 parsed.body_html, parsed.automatic, thread_ids(parsed))
+            )
+            attachment_rows += [
+                (history_id, a.sha256, a.filename, a.content_type, a.size, a.content_id, a.inline)
+                for a in parsed.attachments
+            ]
+            if parsed.unparsed is not None:
+                originals.append((history_id, p.mail.raw_id))
+        cur.executemany(
+            "INSERT INTO history (id, request_id, kind, raw_id, outcome, message_id, from_address,"
+            " from_name, subject, body_text, body_html, automatic, thread_ids)"
+            " VALUES (%s, %s, 'incoming', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            history_rows,
         )
-    history_id = _add_history(conn, request_id, raw_id, parsed, "created" if created else "updated")
-    _add_people(conn, request_id, parsed)
-    return Outcome(request_id, history_id, created, parsed.automatic)
-
-
-def _add_history(conn: psycopg.Connection, request_id: int, raw_id: int, parsed: ParsedMessage,
-                 outcome: str) -> int:
-    sender = parsed.from_ or Address("", "")
-    body = parsed.body_text
-    if parsed.unparsed:
-        body = f"[Deskmail could not parse this mail: {parsed.unparsed}. The original is attached.]\n\n{body}"
-    row = conn.execute(
-        "INSERT INTO history (request_id, kind, raw_id, outcome, message_id, from_address, from_name,"
-        " subject, body_text, body_html, automatic, thread_ids)"
-        " VALUES (%s, 'incoming', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (request_id, raw_id, outcome, parsed.message_id, sender.address, sender.name,
-         parsed.subject, body, parsed.body_html, parsed.automatic, thread_ids(parsed)),
-    ).fetchone()
-    assert row is not None
-    history_id = int(row["id"])
-    rows = [(history_id, a.sha256, a.filename, a.content_type, a.size, a.content_id, a.inline)
-            for a in parsed.attachments]
-    if parsed.unparsed:
-        rows.append(_attach_original(conn, history_id, raw_id))
-    if rows:
-        with conn.cursor() as cur:
+        if attachment_rows:
             cur.executemany(
                 "INSERT INTO attachments (history_id, sha256, filename, content_type, size, content_id, inline)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                rows,
+                attachment_rows,
             )
-    return history_id
+        if originals:
+            _attach_originals(cur, originals)
+        people = sorted({(p.request_id, a) for p in planned for a in p.people})
+        if people:
+            cur.execute(
+                "INSERT INTO request_people (request_id, address)"
+                " SELECT * FROM unnest(%s::bigint[], %s::text[]) ON CONFLICT DO NOTHING",
+                ([r for r, _ in people], [a for _, a in people]),
+            )
+        _mark_bounced(cur, [p for p in planned if _is_bounce(p.mail.parsed)])
+    return [
+        Outcome(p.mail.raw_id, p.request_id, history_id, p.new, p.mail.parsed.automatic,
+                p.match.rule if p.match else None)
+        for p, history_id in zip(planned, history_ids, strict=True)
+    ]
 
 
-def _attach_original(conn: psycopg.Connection, history_id: int, raw_id: int) -> tuple:
-    """Invariant 6: the unparsed mail reaches a person with its original bytes attached."""
-    row = conn.execute("SELECT data FROM raw_messages WHERE id = %s", (raw_id,)).fetchone()
-    data = bytes(row["data"]) if row else b""
-    digest = hashlib.sha256(data).hexdigest()
-    conn.execute(
-        "INSERT INTO blobs (sha256, size, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-        (digest, len(data), data),
+def _person(p: _Planned) -> bool:
+    """Whether the sender of this mail is someone to keep as a customer."""
+    parsed = p.mail.parsed
+    return bool(parsed.from_ and parsed.from_.address) and parsed.automatic not in ("bounce", "own")
+
+
+def _subject(parsed: ParsedMessage) -> str:
+    if parsed.subject:
+        return parsed.subject
+    return "(unreadable mail)" if parsed.unparsed else "(no subject)"
+
+
+def _upsert_customers(conn: psycopg.Connection, planned: list[_Planned]) -> dict[str, int]:
+    """Find or create every sender of the batch by address, keeping the newest non-empty name.
+
+    Rows are written in address order (no deadlock with another ticketer), and
+    a name is only written when it changes: most mail comes from known people.
+    """
+    latest: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for p in planned:
+        if _person(p):
+            sender = p.mail.parsed.from_
+            assert sender is not None
+            key = sender.address.lower()
+            spelled.setdefault(key, sender.address)
+            if sender.name or key not in latest:
+                latest[key] = sender.name
+    if not latest:
+        return {}
+    keys = sorted(latest)
+    ids: dict[str, int] = {}
+    for row in conn.execute(
+        "INSERT INTO customers (address, name) SELECT * FROM unnest(%s::text[], %s::text[])"
+        " ON CONFLICT (lower(address)) DO UPDATE SET name = EXCLUDED.name"
+        " WHERE EXCLUDED.name <> '' AND customers.name IS DISTINCT FROM EXCLUDED.name"
+        " RETURNING id, lower(address) AS a",
+        ([spelled[k] for k in keys], [latest[k] for k in keys]),
+    ):
+        ids[row["a"]] = row["id"]
+    rest = [k for k in keys if k not in ids]
+    if rest:
+        for row in conn.execute(
+            "SELECT id, lower(address) AS a FROM customers WHERE lower(address) = ANY(%s)", (rest,)
+        ):
+            ids[row["a"]] = row["id"]
+    return ids
+
+
+def _attach_originals(cur: psycopg.Cursor, originals: list[tuple[int, int]]) -> None:
+    """Invariant 6: an unparsed mail reaches a person with its original bytes attached.
+
+    The bytes go from raw_messages to blobs inside the server, never through Python.
+    """
+    raw_ids = [r for _, r in originals]
+    cur.execute(
+        "INSERT INTO blobs (sha256, size, data)"
+        " SELECT DISTINCT ON (1) encode(sha256(data), 'hex'), length(data), data"
+        " FROM raw_messages WHERE id = ANY(%s) ORDER BY 1 ON CONFLICT DO NOTHING",
+        (raw_ids,),
     )
-    return (history_id, digest, "original.eml", "message/rfc822", len(data), None, False)
+    cur.execute(
+        "INSERT INTO attachments (history_id, sha256, filename, content_type, size, inline)"
+        " SELECT v.h, encode(sha256(r.data), 'hex'), 'original.eml', 'message/rfc822', length(r.data), false"
+        " FROM unnest(%s::bigint[], %s::bigint[]) AS v(h, raw) JOIN raw_messages r ON r.id = v.raw",
+        ([h for h, _ in originals], raw_ids),
+    )
 
 
-def _add_people(conn: psycopg.Connection, request_id: int, parsed: ParsedMessage) -> None:
-    people = {a.address.lower() for a in [*( [parsed.from_] if parsed.from_ else []), *parsed.cc]
-              if a.address}
-    if people:
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO request_people (request_id, address) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                [(request_id, p) for p in sorted(people)],
-            )
+def _mark_bounced(cur: psycopg.Cursor, bounces: list[_Planned]) -> None:
+    """Set the delivery state of the outgoing mail a report is about.
+
+    Status 2.x.x is a success report and 4.x.x a delay (the mail may still
+    arrive): those only note the report. Anything else, or no status at all
+    (old mailers write prose), is a failure.
+    """
+    rows = []
+    for p in bounces:
+        bounce = p.mail.parsed.bounce
+        if bounce is None or not bounce.original_message_id:
+            continue
+        status = (bounce.status or "").strip()
+        detail = " ".join(x for x in (status, bounce.recipient or "") if x)
+        if status.startswith("2"):
+            state, reason = None, f"delivery report: delivered {detail}".strip()
+        elif status.startswith("4"):
+            state, reason = None, f"delivery report: delayed {detail}".strip()
+        else:
+            state, reason = "failed", f"bounced: {detail}".strip() if detail else "bounced"
+        rows.append((state, reason, bounce.original_message_id, p.request_id))
+    if rows:
+        cur.executemany(
+            "UPDATE outgoing_mail SET state = coalesce(%s, state), reason = %s"
+            " WHERE message_id = %s AND request_id = %s",
+            rows,
+        )
 
 
-def _record_bounce(conn: psycopg.Connection, raw_id: int, parsed: ParsedMessage,
-                   request_id: int | None) -> Outcome | None:
-    """A bounce marks our outgoing mail failed and lands on its request; it never opens one."""
-    original = parsed.bounce.original_message_id if parsed.bounce else None
-    if original:
-        row = conn.execute(
-            "UPDATE outgoing_mail SET state = 'failed', reason = %s WHERE message_id = %s"
-            " RETURNING request_id",
-            (f"bounced: {parsed.bounce.status or ''} {parsed.bounce.recipient or ''}".strip()
-             if parsed.bounce else "bounced", original),
-        ).fetchone()
-        if row is not None:
-            request_id = row["request_id"]
-    if request_id is None:
-        return None
-    history_id = _add_history(conn, request_id, raw_id, parsed, "updated")
-    return Outcome(request_id, history_id, False, "bounce")
+def _write_unmatched(conn: psycopg.Connection, unmatched: list[tuple[Mail, str]]) -> list[Outcome]:
+    if not unmatched:
+        return []
+    rows = []
+    for mail, reason in sorted(unmatched, key=lambda u: u[0].raw_id):
+        parsed = mail.parsed
+        bounce = parsed.bounce
+        rows.append((mail.raw_id, mail.mailbox_id, parsed.automatic or "bounce", reason,
+                     parsed.from_.address if parsed.from_ else None, parsed.subject,
+                     bounce.original_message_id if bounce else None,
+                     bounce.recipient if bounce else None, bounce.status if bounce else None))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO unmatched_mail (raw_id, mailbox_id, kind, reason, from_address, subject,"
+            " original_message_id, recipient, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (raw_id) DO NOTHING",
+            rows,
+        )
+    return [Outcome(m.raw_id, None, None, False, m.parsed.automatic or "bounce") for m, _ in unmatched]
