@@ -89,9 +89,9 @@ class App:
 
             return Worker(self.settings, self.topology, TicketerHandler(self.pool, self.keys.message_id_key))
         if name == "replier":
-            from services.replier.stage import ReplierHandler
+            from services.replier.outbox import ReplierStage
 
-            return Worker(self.settings, self.topology, ReplierHandler(self.settings, self.pool, self.keys))
+            return ReplierStage(self.settings, self.pool, self.keys, self.topology)
         raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
 
     def ready_checks(self) -> dict[str, Callable[[], None]]:

@@ -22,3 +22,6 @@ MAILBOX_ERRORS = Counter("deskmail_mailbox_errors", "Failed polls", ["mailbox"])
 FETCHED = Counter("deskmail_mails_fetched", "Mails stored from a mailbox", ["mailbox"])
 ARCHIVED = Counter("deskmail_mails_archived", "Mails archived or deleted remotely", ["mailbox"])
 SENT = Counter("deskmail_mails_sent", "Outgoing mails accepted by SMTP", ["kind"])
+NOT_SENT = Counter(
+    "deskmail_mails_not_sent", "Outgoing mails failed, skipped or left unknown", ["kind", "outcome"]
+)

@@ -37,6 +37,7 @@ class Settings:
     redeliveries: int = 5  # delayed redeliveries through the retry queue before dead-lettering
     retry_delay_ms: int = 30_000  # delay of the retry queue
     outbox_dir: Path | None = None  # embedded mode: auto-replies land here as .eml
+    auto_reply_limits: str = "10m:1,1h:5,1d:20"  # per-recipient windows, span:count
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -66,4 +67,5 @@ class Settings:
             redeliveries=_int("DESKMAIL_REDELIVERIES", 5),
             retry_delay_ms=_int("DESKMAIL_RETRY_DELAY_MS", 30_000),
             outbox_dir=Path(outbox).absolute() if outbox else None,
+            auto_reply_limits=env.get("DESKMAIL_AUTO_REPLY_LIMITS") or "10m:1,1h:5,1d:20",
         )

@@ -1,152 +1,254 @@
-"""Sending over SMTP: the mailbox's own settings, else the system default.
+"""Sending over SMTP, keeping sessions open, and telling apart what is safe to retry.
 
-Sessions are kept open and reused per SMTP setting (a new session per mail
-costs far more than the mail). `send` tells apart what is safe to retry:
+`Sender.send` raises one of three errors, which the stage turns into states:
 
-    Refused     5xx: the server will never take it (mark the mail failed)
-    Transient   4xx, refused connection, timeout before DATA: retry later
+    Refused     5xx, a refused login, no STARTTLS, an untrusted certificate:
+                the server will not take it as configured (mark the mail failed)
+    Transient   4xx, refused connection, timeout, lost connection before DATA:
+                nothing was accepted, retry later
     Ambiguous   the connection broke during DATA: the server may have the mail
 
+Sessions are kept per SMTP setting: a new session (TCP, TLS, EHLO, AUTH)
+costs several times the mail itself. A session idle for a few seconds gets a
+NOOP before reuse; one used just now is trusted, and if the server closed it
+anyway the failure comes before DATA, so one fresh session is tried at once.
+
+`check` is `deskmail smtp test`: each step of a session with a plain verdict.
 Embedded mode without any SMTP settings writes mail to an outbox folder instead.
 """
 
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
 from services.fetcher.tls import client_context
-from shared.crypto import Keys
 from shared.errors import Permanent, Transient
+from shared.smtp_settings import SmtpSettings
 
-DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 TIMEOUT = 30.0
-IDLE_CLOSE = 60.0
+FRESH = 5.0  # a session used within this many seconds is reused without a NOOP
+IDLE_CLOSE = 60.0  # a session idle longer than this is closed, not probed
 
 
 class Refused(Permanent):
-    """The SMTP server answered 5xx."""
+    """The SMTP server will not take the mail as configured (5xx, login, TLS)."""
 
 
 class Ambiguous(Exception):
     """The server may or may not have accepted the mail."""
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    id: int
-    host: str
-    port: int | None
-    security: str
-    username: str | None
-    password: str | None
-    allow_self_signed: bool
+class _Problem(Exception):
+    """One failed step of opening a session, in words for an administrator."""
 
-    @property
-    def effective_port(self) -> int:
-        return self.port or DEFAULT_PORTS[self.security]
+    def __init__(self, step: str, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.step = step
+        self.permanent = permanent
 
 
-def settings_for(conn: psycopg.Connection, keys: Keys, smtp_id: int | None) -> SmtpSettings | None:
-    """The mailbox's custom settings (smtp_id), else the system default; None if neither exists."""
-    if smtp_id is not None:
-        row = conn.execute("SELECT * FROM smtp_settings WHERE id = %s", (smtp_id,)).fetchone()
-    else:
-        row = conn.execute("SELECT * FROM smtp_settings WHERE is_system").fetchone()
-    if row is None:
-        return None
-    return SmtpSettings(
-        row["id"],
-        row["host"],
-        row["port"],
-        row["security"],
-        row["username"],
-        keys.decrypt(row["password_enc"]),
-        row["allow_self_signed"],
-    )
+def _text(resp: bytes | str) -> str:
+    return (resp.decode(errors="replace") if isinstance(resp, bytes) else str(resp)).strip()
 
 
-def open_session(s: SmtpSettings) -> smtplib.SMTP:
+def _where(s: SmtpSettings) -> str:
+    return f"{s.host}:{s.effective_port}"
+
+
+def _connect_problem(s: SmtpSettings, exc: BaseException) -> _Problem:
+    where = _where(s)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _Problem("tls", f"the certificate of {s.host} is not trusted ({exc.verify_message});"
+                        " install a trusted certificate, or allow a self-signed one for these"
+                        " settings (--allow-self-signed) if you accept the risk", True)
+    if isinstance(exc, ssl.SSLError):
+        hint = ("port 465 usually wants SSL/TLS (--security tls), 587 and 25 STARTTLS"
+                " (--security starttls)")
+        return _Problem("tls", f"TLS with {where} failed ({exc.reason or exc}); is the security"
+                        f" type right? {hint}", False)
+    if isinstance(exc, ConnectionRefusedError):
+        return _Problem("connect", f"nothing accepts connections on {where} (connection refused);"
+                        " check the host and the port", False)
+    if isinstance(exc, socket.gaierror):
+        return _Problem("connect", f"the host name {s.host!r} cannot be resolved; check the"
+                        " spelling and the DNS", False)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return _Problem("connect", f"no answer from {where}; check the host, the port and any"
+                        " firewall in between", False)
+    if isinstance(exc, smtplib.SMTPConnectError):
+        return _Problem("connect", f"{where} refused the session: {exc.smtp_code}"
+                        f" {_text(exc.smtp_error)}", exc.smtp_code >= 500)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return _Problem("connect", f"{where} closed the connection ({exc}); if it expects TLS"
+                        " from the first byte, use --security tls", False)
+    return _Problem("connect", f"cannot talk to {where}: {exc}", False)
+
+
+def _steps(s: SmtpSettings, timeout: float, report: list[tuple[str, bool, str]] | None
+           ) -> smtplib.SMTP:
+    """Open an authenticated session; raise _Problem at the first step that fails."""
+    def ok(step: str, detail: str) -> None:
+        if report is not None:
+            report.append((step, True, detail))
+
     context = client_context(s.allow_self_signed)
     try:
         if s.security == "tls":
             client: smtplib.SMTP = smtplib.SMTP_SSL(
-                s.host, s.effective_port, timeout=TIMEOUT, context=context
-            )
+                s.host, s.effective_port, timeout=timeout, context=context)
+            ok("connect", f"connected to {_where(s)} over SSL/TLS")
         else:
-            client = smtplib.SMTP(s.host, s.effective_port, timeout=TIMEOUT)
-        client.ehlo()
+            client = smtplib.SMTP(s.host, s.effective_port, timeout=timeout)
+            ok("connect", f"connected to {_where(s)}")
+        code, resp = client.ehlo()
+        if code != 250:
+            code, resp = client.helo()
+            if code != 250:
+                client.close()
+                raise _Problem("connect", f"{s.host} answered EHLO/HELO with {code} {_text(resp)}",
+                               code >= 500)
+    except _Problem:
+        raise
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _connect_problem(s, exc) from exc
+    try:
         if s.security == "starttls":
             if not client.has_extn("starttls"):
-                client.close()
-                raise Refused(f"{s.host} does not offer STARTTLS; refusing to send in plain text")
-            client.starttls(context=context)
+                raise _Problem("starttls", f"{s.host} does not offer STARTTLS; Deskmail never"
+                               " falls back to plain text (use --security none only on a trusted"
+                               " network)", True)
+            code, resp = client.starttls(context=context)
             client.ehlo()
+            ok("starttls", "STARTTLS done, certificate "
+               + ("not checked (self-signed allowed)" if s.allow_self_signed else "verified"))
         if s.username:
-            client.login(s.username, s.password or "")
-    except smtplib.SMTPAuthenticationError as exc:
-        raise Refused(
-            f"SMTP login to {s.host} refused: {exc.smtp_code} {_text(exc.smtp_error)}"
-        ) from exc
-    except ssl.SSLCertVerificationError as exc:
-        raise Refused(f"certificate of {s.host} not trusted: {exc.verify_message}") from exc
+            if not client.has_extn("auth"):
+                raise _Problem("login", f"{s.host} does not offer login (AUTH)"
+                               + (" over plain text; use STARTTLS or SSL/TLS"
+                                  if s.security == "none" else ""), True)
+            try:
+                client.login(s.username, s.password or "")
+            except smtplib.SMTPAuthenticationError as exc:
+                raise _Problem("login", f"{s.host} refused the login of {s.username!r}:"
+                               f" {exc.smtp_code} {_text(exc.smtp_error)}; check the username and"
+                               " the password", exc.smtp_code >= 500) from exc
+            except smtplib.SMTPException as exc:
+                raise _Problem("login", f"login to {s.host} failed: {exc}", True) from exc
+            ok("login", f"logged in as {s.username}")
+        elif report is not None:
+            report.append(("login", True, "no username set: sending without logging in"))
+    except _Problem:
+        client.close()
+        raise
     except (OSError, smtplib.SMTPException) as exc:
-        raise Transient(f"cannot reach SMTP server {s.host}:{s.effective_port}: {exc}") from exc
+        client.close()
+        raise _connect_problem(s, exc) from exc
     return client
 
 
-class Sender:
-    """Keeps one open session per SMTP setting and sends through it."""
+def open_session(s: SmtpSettings, timeout: float = TIMEOUT) -> smtplib.SMTP:
+    try:
+        return _steps(s, timeout, None)
+    except _Problem as p:
+        raise (Refused if p.permanent else Transient)(str(p)) from p
 
-    def __init__(self) -> None:
+
+def check(s: SmtpSettings, timeout: float = 10.0) -> list[tuple[str, bool, str]]:
+    """(step, passed, detail) for each step of a session, stopping at the first failure."""
+    report: list[tuple[str, bool, str]] = []
+    try:
+        client = _steps(s, timeout, report)
+    except _Problem as p:
+        report.append((p.step, False, str(p)))
+        return report
+    try:
+        code, resp = client.noop()
+        report.append(("ready", code == 250, f"{s.host} is ready to take mail" if code == 250
+                       else f"{s.host} answered NOOP with {code} {_text(resp)}"))
+        client.quit()
+    except (OSError, smtplib.SMTPException) as exc:
+        report.append(("ready", False, f"connection lost after login: {exc}"))
+    return report
+
+
+class Sender:
+    """Keeps one open session per SMTP setting and sends through it. One per thread."""
+
+    def __init__(self, timeout: float = TIMEOUT) -> None:
+        self.timeout = timeout
         self._sessions: dict[SmtpSettings, tuple[smtplib.SMTP, float]] = {}
 
     def send(self, s: SmtpSettings, sender: str, recipients: list[str], data: bytes) -> None:
-        client = self._session(s)
+        client, reused = self._session(s)
         try:
-            code, resp = client.mail(sender)
-            if code != 250:
-                self._answer(s, code, resp)
-            for rcpt in recipients:
-                code, resp = client.rcpt(rcpt)
-                if code not in (250, 251):
-                    client.rset()
-                    self._answer(s, code, resp)
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            self._drop(s)
-            raise Transient(f"SMTP connection to {s.host} lost: {exc}") from exc
+            self._envelope(s, client, sender, recipients)
+        except _Lost as lost:
+            if not reused:
+                raise Transient(str(lost)) from lost
+            # The kept session was closed by the server meanwhile: nothing was
+            # sent, so one fresh session right away is safe.
+            client = self._open(s)
+            try:
+                self._envelope(s, client, sender, recipients)
+            except _Lost as again:
+                raise Transient(str(again)) from again
         try:
             code, resp = client.data(data)
         except smtplib.SMTPDataError as exc:
-            self._answer(s, exc.smtp_code, exc.smtp_error)
+            # Answered DATA (before the body) or the end of data with an error.
+            self._answer(s, client, exc.smtp_code, exc.smtp_error)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             self._drop(s)
-            raise Ambiguous(f"SMTP connection to {s.host} lost during DATA: {exc}") from exc
+            raise Ambiguous(f"connection to {_where(s)} lost while sending the mail: {exc}") from exc
         self._sessions[s] = (client, time.monotonic())
 
-    def _answer(self, s: SmtpSettings, code: int, resp: bytes) -> None:
+    def _envelope(self, s: SmtpSettings, client: smtplib.SMTP, sender: str,
+                  recipients: list[str]) -> None:
+        try:
+            code, resp = client.mail(sender)
+            if code != 250:
+                self._answer(s, client, code, resp)
+            for rcpt in recipients:
+                code, resp = client.rcpt(rcpt)
+                if code not in (250, 251):
+                    self._answer(s, client, code, resp)
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._drop(s)
+            raise _Lost(f"connection to {_where(s)} lost: {exc}") from exc
+
+    def _answer(self, s: SmtpSettings, client: smtplib.SMTP, code: int, resp: bytes | str) -> None:
+        try:
+            client.rset()  # the session stays usable for the next mail
+        except (OSError, smtplib.SMTPException):
+            self._drop(s)
         message = f"{s.host} answered {code} {_text(resp)}"
-        if 400 <= code < 500:
+        if 400 <= code < 500 or code < 0:
             raise Transient(message)
         raise Refused(message)
 
-    def _session(self, s: SmtpSettings) -> smtplib.SMTP:
+    def _session(self, s: SmtpSettings) -> tuple[smtplib.SMTP, bool]:
         cached = self._sessions.get(s)
         if cached is not None:
             client, used = cached
-            if time.monotonic() - used < IDLE_CLOSE:
+            idle = time.monotonic() - used
+            if idle < FRESH:
+                return client, True
+            if idle < IDLE_CLOSE:
                 try:
                     if client.noop()[0] == 250:
-                        return client
+                        return client, True
                 except (OSError, smtplib.SMTPException):
                     pass
             self._drop(s)
-        client = open_session(s)
+        return self._open(s), False
+
+    def _open(self, s: SmtpSettings) -> smtplib.SMTP:
+        self._drop(s)
+        client = open_session(s, self.timeout)
         self._sessions[s] = (client, time.monotonic())
         return client
 
@@ -160,7 +262,16 @@ class Sender:
 
     def close(self) -> None:
         for s in list(self._sessions):
+            client = self._sessions[s][0]
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
             self._drop(s)
+
+
+class _Lost(Exception):
+    """The connection broke before DATA: nothing was sent."""
 
 
 def write_outbox(outbox: Path, message_id: str, data: bytes) -> Path:
@@ -171,7 +282,3 @@ def write_outbox(outbox: Path, message_id: str, data: bytes) -> Path:
     tmp.write_bytes(data)
     tmp.replace(path)
     return path
-
-
-def _text(resp: bytes | str) -> str:
-    return resp.decode(errors="replace") if isinstance(resp, bytes) else str(resp)

@@ -4,274 +4,429 @@ Auto-replies are sent at most once, staff replies at least once:
 
     outgoing_mail row  pending --commit--> sending --SMTP--> sent | failed
                                               |
-    redelivered while 'sending':  auto-reply -> 'unknown' (never sent twice)
-                                  staff reply -> sent again, same Message-ID
+    found 'sending' again:  auto-reply  -> 'unknown' (never sent twice)
+                            staff reply -> sent again with the same Message-ID
+                                           (once the claim is stale: STALE_SENDING)
 
-The row for an auto-reply is unique per request (a unique index), so a
-redelivered request.created finds it instead of making another; every
-decision not to answer is recorded on it with the reason.
+'sending' is committed before each mail's DATA; 'sent' (and the request
+history entry with the mail's Message-ID) is committed once per batch. A
+crash between the two leaves 'sending', which is exactly the uncertain case.
+
+The auto-reply row is unique per request (a unique index), so a redelivered
+request.created finds it instead of making another; every decision not to
+answer is recorded on it (state 'skipped', reason). The per-recipient rate
+limit counts rows, under an advisory lock per recipient, so neither a batch
+nor several replicas can exceed it.
+
+The sender: From is the mailbox's address with its account name as display
+name, placeholders filled in (the agent on a staff reply). `mailbox.name` in
+templates is the account name as it reads when no agent acts (an auto-reply);
+an account name that refers to `mailbox.name` itself sees the address there.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from services.replier import templates
-from services.replier.compose import build_message
-from services.replier.loops import (
-    DEFAULT_RATE_WINDOWS,
-    auto_reply_refusal,
-    parse_rate_windows,
-    rate_limit_refusal,
-)
-from services.replier.smtp import Ambiguous, Refused, Sender, settings_for, write_outbox
-from shared import metrics
-from shared.crypto import Keys
+from services.replier.compose import build_message, validate_address
+from services.replier.loops import auto_reply_refusal, parse_rate_windows, rate_limit_refusal
+from services.replier.smtp import Ambiguous, Refused, Sender, write_outbox
+from shared import metrics, smtp_settings, template_store
+from shared.crypto import Keys, SecretError
 from shared.db import transaction
-from shared.errors import Transient
+from shared.errors import Permanent, Transient
 from shared.events import REPLY_QUEUED, REQUEST_CREATED, Event
 from shared.log import bind
 from shared.mailboxes import own_addresses
 from shared.msgid import make_message_id
 from shared.parsed import ParsedMessage
 from shared.settings import Settings
+from shared.smtp_settings import SmtpSettings
 from shared.tags import with_tag
 from shared.worker import Output
 
 log = logging.getLogger(__name__)
 
+STALE_SENDING = 120.0  # seconds: a staff reply 'sending' longer than this was abandoned
+_COUNTED_STATES = ("pending", "sending", "sent", "unknown")  # toward the rate limit
+
+
+def rate_windows(settings: Settings) -> list:
+    try:
+        return parse_rate_windows(settings.auto_reply_limits)
+    except ValueError as exc:
+        raise SystemExit(f"setting DESKMAIL_AUTO_REPLY_LIMITS: {exc}") from None
+
+
+@dataclass
+class _Prepared:
+    row: dict[str, Any]
+    message_id: str
+    data: bytes
+    subject: str
+    body_text: str
+    from_name: str
+
 
 class ReplierHandler:
     stage = "reply"
 
-    def __init__(self, settings: Settings, pool: ConnectionPool, keys: Keys) -> None:
+    def __init__(self, settings: Settings, pool: ConnectionPool, keys: Keys,
+                 sender: Sender | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.keys = keys
-        self.sender = Sender()
-        windows = settings.extra.get("rate_windows")
-        self.windows = parse_rate_windows(windows) if windows else DEFAULT_RATE_WINDOWS
+        self.sender = sender or Sender()
+        self.windows = rate_windows(settings)
         self.outbox = settings.outbox_dir or (settings.data_dir / "outbox")
+        self.stale_sending = STALE_SENDING
 
     def handle(self, events: Sequence[Event]) -> list[Output]:
-        for event in events:
-            with bind(request_id=event["request_id"]):
-                if event.type == REQUEST_CREATED and not event.ids.get("automatic"):
-                    self._auto_reply(event["request_id"], event["history_id"])
-                elif event.type == REPLY_QUEUED:
-                    self._send(event["outgoing_id"])
+        created = [e for e in events if e.type == REQUEST_CREATED]
+        ids = self._decide(created) if created else []
+        ids += [e["outgoing_id"] for e in events if e.type == REPLY_QUEUED]
+        if ids:
+            self._send_all(list(dict.fromkeys(ids)))
         return []
 
-    # -- auto-replies -----------------------------------------------------
+    # -- auto-reply decisions ---------------------------------------------
 
-    def _auto_reply(self, request_id: int, history_id: int) -> None:
+    def _decide(self, events: Sequence[Event]) -> list[int]:
+        """Record an auto-reply (pending or skipped) per new request; ids to send."""
+        to_send: list[int] = []
         with transaction(self.pool) as conn:
-            ctx = _load(conn, request_id, history_id)
-            if ctx is None or not ctx["auto_reply"]:
-                return
-            reason = self._refusal(conn, ctx)
-            row = conn.execute(
-                "INSERT INTO outgoing_mail (request_id, history_id, kind, to_address, to_name, state, reason)"
-                " VALUES (%s, %s, 'auto_reply', %s, %s, %s, %s)"
-                " ON CONFLICT (request_id) WHERE kind = 'auto_reply' DO NOTHING RETURNING id",
-                (
-                    request_id,
-                    history_id,
-                    ctx["reply_address"] or "",
-                    ctx["customer_name"] or "",
-                    "skipped" if reason else "pending",
-                    reason,
-                ),
-            ).fetchone()
-            if row is None:
-                existing = conn.execute(
-                    "SELECT id, state FROM outgoing_mail WHERE request_id = %s AND kind = 'auto_reply'",
-                    (request_id,),
-                ).fetchone()
-                if existing is None or existing["state"] != "pending":
-                    return
-                outgoing_id = existing["id"]
-            elif reason:
-                log.info("auto-reply not sent", extra={"reason": reason})
-                return
-            else:
-                outgoing_id = row["id"]
-        self._send(outgoing_id)
+            rows = conn.execute(_DECIDE_SQL, ([e["request_id"] for e in events],
+                                              [e["history_id"] for e in events])).fetchall()
+            existing = {
+                r["request_id"]: r for r in conn.execute(
+                    "SELECT id, request_id, state FROM outgoing_mail"
+                    " WHERE kind = 'auto_reply' AND request_id = ANY(%s)",
+                    ([r["request_id"] for r in rows],))
+            }
+            wanted = []
+            for row in rows:
+                old = existing.get(row["request_id"])
+                if old is not None:  # a redelivery: the decision is made already
+                    if old["state"] in ("pending", "sending"):
+                        to_send.append(old["id"])
+                elif row["auto_reply"] and row["removed_at"] is None:
+                    wanted.append(row)
+            if not wanted:
+                return to_send
+            own = own_addresses(conn)
+            decided = [(row, *_recipient(row)) for row in wanted]
+            recent = self._recent_auto_replies(conn, [a for _, a, _, _ in decided if a])
+            now = conn.execute("SELECT now() AS now").fetchone()["now"]
+            for row, address, name, reason in decided:
+                with bind(request_id=row["request_id"]):
+                    if reason is None:
+                        parsed = (ParsedMessage.from_json(row["parsed"]) if row["parsed"]
+                                  else ParsedMessage(unparsed="no parsed form recorded"))
+                        reason = auto_reply_refusal(parsed, own_addresses=own)
+                    if reason is None:
+                        times = recent.setdefault(address.lower(), [])
+                        reason = rate_limit_refusal(times, now, self.windows)
+                        if reason is None:
+                            times.append(now)
+                    new = conn.execute(
+                        "INSERT INTO outgoing_mail (request_id, history_id, kind, to_address, to_name,"
+                        " state, reason) VALUES (%s, %s, 'auto_reply', %s, %s, %s, %s)"
+                        " ON CONFLICT (request_id) WHERE kind = 'auto_reply' DO NOTHING RETURNING id",
+                        (row["request_id"], row["history_id"], address or "", name,
+                         "skipped" if reason else "pending", reason),
+                    ).fetchone()
+                    if new is None:  # another replica decided first; its decision stands
+                        continue
+                    if reason:
+                        metrics.NOT_SENT.labels("auto_reply", "skipped").inc()
+                        log.info("auto-reply not sent",
+                                 extra={"reason": reason, "to": address, "outgoing_id": new["id"]})
+                    else:
+                        to_send.append(new["id"])
+        return to_send
 
-    def _refusal(self, conn: psycopg.Connection, ctx: dict[str, Any]) -> str | None:
-        parsed = (
-            ParsedMessage.from_json(ctx["parsed"])
-            if ctx["parsed"]
-            else ParsedMessage(unparsed="missing")
-        )
-        reason = auto_reply_refusal(parsed, own_addresses=own_addresses(conn))
-        if reason or not ctx["reply_address"]:
-            return reason or "no address to reply to"
-        sent = [
-            r["created_at"]
-            for r in conn.execute(
-                "SELECT created_at FROM outgoing_mail WHERE kind = 'auto_reply' AND state IN ('sent', 'sending', 'unknown')"
-                " AND lower(to_address) = lower(%s) AND created_at > now() - interval '1 day'",
-                (ctx["reply_address"],),
-            )
-        ]
-        return rate_limit_refusal(sent, datetime.now(UTC), self.windows)
+    def _recent_auto_replies(self, conn: psycopg.Connection, addresses: list[str]
+                             ) -> dict[str, list[Any]]:
+        """Recipient -> when earlier auto-replies to it were made, inside the longest window."""
+        keys = sorted({a.lower() for a in addresses})
+        # Sorted: two batches lock in the same order and never deadlock.
+        for key in keys:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                         (f"auto-reply:{key}",))
+        longest = max(span for span, _ in self.windows)
+        recent: dict[str, list[Any]] = {}
+        for r in conn.execute(
+            "SELECT lower(to_address) AS a, created_at FROM outgoing_mail"
+            " WHERE kind = 'auto_reply' AND state = ANY(%s) AND lower(to_address) = ANY(%s)"
+            " AND created_at > now() - %s",
+            (list(_COUNTED_STATES), keys, longest),
+        ):
+            recent.setdefault(r["a"], []).append(r["created_at"])
+        return recent
 
-    # -- sending ------------------------------------------------------------
+    # -- sending ----------------------------------------------------------
 
-    def _send(self, outgoing_id: int) -> None:
-        with transaction(self.pool) as conn:
-            out = conn.execute(
-                "SELECT * FROM outgoing_mail WHERE id = %s FOR UPDATE", (outgoing_id,)
-            ).fetchone()
-            if out is None or out["state"] in ("sent", "failed", "skipped", "unknown"):
-                return
-            if out["state"] == "sending" and out["kind"] == "auto_reply":
-                # We may have crashed after the server took it: at most once.
-                conn.execute(
-                    "UPDATE outgoing_mail SET state = 'unknown',"
-                    " reason = 'replier stopped while sending; not sent again' WHERE id = %s",
-                    (outgoing_id,),
-                )
-                return
-            message_id = out["message_id"] or make_message_id(
-                out["request_id"], outgoing_id, self.keys.message_id_key, self.settings.mail_domain
-            )
-            conn.execute(
-                "UPDATE outgoing_mail SET state = 'sending', message_id = %s, attempts = attempts + 1"
-                " WHERE id = %s",
-                (message_id, outgoing_id),
-            )
-            ctx = _load(conn, out["request_id"], out["history_id"])
-            assert ctx is not None
-            smtp = settings_for(conn, self.keys, ctx["smtp_id"])
-            tmpl = _template(conn, ctx["mailbox_id"], out["kind"])
-        data = self._compose(ctx, out, tmpl, message_id)
+    def _send_all(self, ids: list[int]) -> None:
+        """Send each mail; record sent ones in one transaction; re-raise the first transient error."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(_SEND_SQL, (ids,)).fetchall()
+            conn.commit()
+            by_id = {r["outgoing_id"]: r for r in rows}
+            smtps = self._smtp_settings(conn, {r["smtp_id"] for r in rows})
+            tmpls = template_store.effective_many(conn, {(r["mailbox_id"], r["kind"]) for r in rows})
+            conn.commit()
+        sent: list[_Prepared] = []
+        first_transient: Transient | None = None
         try:
+            for oid in ids:
+                row = by_id.get(oid)
+                if row is None:
+                    raise Permanent(f"no outgoing mail {oid}")
+                with bind(request_id=row["request_id"], outgoing_id=oid, kind=row["kind"]):
+                    try:
+                        done = self._send_one(row, smtps.get(row["smtp_id"]),
+                                              tmpls[(row["mailbox_id"], row["kind"])])
+                    except Transient as exc:
+                        first_transient = first_transient or exc
+                        continue
+                    if done is not None:
+                        sent.append(done)
+        finally:
+            if sent:
+                self._record_sent(sent)
+        if first_transient is not None:
+            raise first_transient
+
+    def _smtp_settings(self, conn: psycopg.Connection, ids: set[int | None]
+                       ) -> dict[int | None, SmtpSettings | Exception | None]:
+        out: dict[int | None, SmtpSettings | Exception | None] = {}
+        for smtp_id in ids:
+            try:
+                out[smtp_id] = smtp_settings.for_mailbox(conn, self.keys, smtp_id)
+            except SecretError as exc:
+                out[smtp_id] = exc
+        return out
+
+    def _send_one(self, row: dict[str, Any], smtp: SmtpSettings | Exception | None,
+                  tmpl: templates.Template) -> _Prepared | None:
+        oid = row["outgoing_id"]
+        message_id = row["message_id"] or self._message_id(row)
+        if not self._claim(oid, message_id):
+            return None
+        try:
+            prepared = self._prepare(row, tmpl, message_id)
+        except (templates.RenderError, ValueError, TypeError) as exc:
+            self._failed(row, f"could not be written: {exc}")
+            return None
+        try:
+            if isinstance(smtp, Exception):
+                raise Transient(f"SMTP settings unusable: {smtp}")
             if smtp is None:
-                write_outbox(self.outbox, message_id, data)
+                if not (self.settings.embedded or self.settings.outbox_dir):
+                    raise Transient("no SMTP settings: set the system default with"
+                                    " `deskmail smtp set-system` or give the mailbox its own")
+                write_outbox(self.outbox, message_id, prepared.data)
             else:
-                self.sender.send(smtp, ctx["mailbox_address"], [out["to_address"]], data)
-        except Transient:
-            self._set(outgoing_id, "pending", None)  # nothing was accepted: safe to send again
+                self.sender.send(smtp, row["mailbox_address"], [row["to_address"]], prepared.data)
+        except Transient as exc:
+            # Nothing was accepted: the mail may go again, with the same Message-ID.
+            self._set(oid, "pending", str(exc))
+            log.warning("mail not sent yet, will retry", extra={"reason": str(exc)})
             raise
         except Refused as exc:
-            self._set(outgoing_id, "failed", str(exc))
-            log.error(
-                "mail refused by SMTP server",
-                extra={"outgoing_id": outgoing_id, "reason": str(exc)},
-            )
-            return
+            self._failed(row, f"refused: {exc}")
+            return None
         except Ambiguous as exc:
-            state = "unknown" if out["kind"] == "auto_reply" else "sending"
-            self._set(outgoing_id, state, str(exc))
-            if state == "sending":
-                raise Transient(str(exc)) from exc
-            return
+            if row["kind"] == "auto_reply":
+                self._unknown(row, str(exc))
+                return None
+            self._set(oid, "pending", f"{exc}; will be sent again with the same Message-ID")
+            raise Transient(str(exc)) from exc
+        return prepared
+
+    def _message_id(self, row: dict[str, Any]) -> str:
+        # The mailbox's own domain: a Message-ID matching From reads as less spammy.
+        try:
+            domain = validate_address(row["mailbox_address"]).rpartition("@")[2]
+            return make_message_id(row["request_id"], row["outgoing_id"],
+                                   self.keys.message_id_key, domain)
+        except ValueError:
+            return make_message_id(row["request_id"], row["outgoing_id"],
+                                   self.keys.message_id_key, self.settings.mail_domain)
+
+    def _claim(self, oid: int, message_id: str) -> bool:
+        """Commit 'sending' before any byte goes out; False when this mail must not be sent now."""
         with transaction(self.pool) as conn:
-            conn.execute(
-                "UPDATE outgoing_mail SET state = 'sent', sent_at = now(), reason = NULL WHERE id = %s",
-                (outgoing_id,),
-            )
-            conn.execute(
-                "INSERT INTO history (request_id, kind, message_id, from_address, subject, body_text, author)"
-                " VALUES (%s, 'outgoing', %s, %s, %s, %s, %s)",
-                (
-                    out["request_id"],
-                    message_id,
-                    ctx["mailbox_address"],
-                    ctx["subject"],
-                    out["body_text"] or f"[{out['kind'].replace('_', '-')} sent]",
-                    out["agent_name"],
-                ),
-            )
-        metrics.SENT.labels(out["kind"]).inc()
-        log.info(
-            "mail sent",
-            extra={"outgoing_id": outgoing_id, "kind": out["kind"], "message_id": message_id},
-        )
+            claimed = conn.execute(
+                "UPDATE outgoing_mail SET state = 'sending', message_id = %s,"
+                " attempts = attempts + 1, updated_at = now()"
+                " WHERE id = %s AND (state = 'pending' OR (state = 'sending'"
+                " AND kind = 'staff_reply' AND updated_at < now() - make_interval(secs => %s)))"
+                " RETURNING id",
+                (message_id, oid, self.stale_sending),
+            ).fetchone()
+            if claimed is not None:
+                return True
+            row = conn.execute(
+                "SELECT o.*, m.address AS mailbox_address FROM outgoing_mail o"
+                " JOIN requests r ON r.id = o.request_id JOIN mailboxes m ON m.id = r.mailbox_id"
+                " WHERE o.id = %s", (oid,)).fetchone()
+        if row is None or row["state"] != "sending":
+            return False  # sent, failed, skipped or unknown: nothing to do
+        if row["kind"] == "auto_reply":
+            # We may have died after the server took it: at most once.
+            self._unknown({**row, "outgoing_id": oid},
+                          "the replier stopped while sending it; not sent again")
+            return False
+        raise Transient("another replier is sending this staff reply; checking again later")
 
-    def _compose(
-        self, ctx: dict[str, Any], out: dict[str, Any], tmpl: templates.Template, message_id: str
-    ) -> bytes:
-        render_ctx = templates.build_context(
-            request_id=ctx["request_id"],
-            request_subject=ctx["subject"],
-            request_status=ctx["status"],
-            customer_name=ctx["customer_name"] or "",
-            customer_address=out["to_address"],
-            mailbox_name=ctx["mailbox_name"],
-            mailbox_address=ctx["mailbox_address"],
-            agent_name=out["agent_name"],
-            message_subject=ctx["message_subject"] or "",
-            message_body_text=ctx["message_body"] or "",
-            reply_body_text=out["body_text"] if out["kind"] == "staff_reply" else None,
-        )
-        rendered = templates.render(tmpl, render_ctx)
-        return build_message(
-            from_name=templates.render_from_name(ctx["from_name"], render_ctx),
-            from_address=ctx["mailbox_address"],
-            to_name=out["to_name"] or "",
-            to_address=out["to_address"],
-            subject=with_tag(rendered.subject, ctx["request_id"]),
-            body_text=rendered.body_text,
-            body_html=rendered.body_html or None,
-            message_id=message_id,
-            in_reply_to=ctx["parent_message_id"],
-            references=ctx["references"],
-            auto_reply=out["kind"] == "auto_reply",
-        )
+    def _prepare(self, row: dict[str, Any], tmpl: templates.Template, message_id: str
+                 ) -> _Prepared:
+        staff = row["kind"] == "staff_reply"
+        customer_name = row["customer_name"] or row["to_name"] or ""
 
-    def _set(self, outgoing_id: int, state: str, reason: str | None) -> None:
+        def context(mailbox_name: str, agent: str | None) -> dict[str, Any]:
+            return templates.build_context(
+                request_id=row["request_id"], request_subject=row["subject"],
+                request_status=row["status"], customer_name=customer_name,
+                customer_address=row["to_address"], mailbox_name=mailbox_name,
+                mailbox_address=row["mailbox_address"], agent_name=agent,
+                message_subject=row["message_subject"] or "",
+                message_body_text=row["message_body"] or "",
+                reply_body_text=(row["reply_text"] or "") if staff else None,
+            )
+
+        mailbox_name = self._from_name(row, context(row["mailbox_address"], None))
+        ctx = context(mailbox_name or row["mailbox_address"], row["agent_name"] if staff else None)
+        from_name = self._from_name(row, ctx) if staff else mailbox_name
+        rendered = templates.render(tmpl, ctx)
+        subject = with_tag(rendered.subject, row["request_id"])
+        references = [*(row["parent_references"] or []),
+                      *([row["parent_message_id"]] if row["parent_message_id"] else [])]
+        data = build_message(
+            from_name=from_name, from_address=row["mailbox_address"],
+            to_name=row["to_name"] or "", to_address=row["to_address"],
+            subject=subject, body_text=rendered.body_text,
+            body_html=rendered.body_html or None, message_id=message_id,
+            in_reply_to=row["parent_message_id"], references=references,
+            auto_reply=not staff,
+        )
+        return _Prepared(row, message_id, data, subject, rendered.body_text, from_name)
+
+    def _from_name(self, row: dict[str, Any], ctx: dict[str, Any]) -> str:
+        try:
+            return templates.render_from_name(row["from_name"], ctx)
+        except templates.RenderError as exc:
+            # The account name is checked when the mailbox is saved; one saved
+            # before that check existed still must not stop the mail.
+            log.error("mailbox account name fails; sending with the address only",
+                      extra={"mailbox_id": row["mailbox_id"], "problem": str(exc)})
+            return ""
+
+    # -- recording outcomes -------------------------------------------------
+
+    def _record_sent(self, sent: list[_Prepared]) -> None:
         with transaction(self.pool) as conn:
+            updated = {
+                r["id"] for r in conn.execute(
+                    "UPDATE outgoing_mail SET state = 'sent', sent_at = now(), updated_at = now(),"
+                    " reason = NULL WHERE id = ANY(%s) AND state IN ('sending', 'unknown') RETURNING id",
+                    ([p.row["outgoing_id"] for p in sent],))
+            }
+            entries = [p for p in sent if p.row["outgoing_id"] in updated]
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO history (request_id, kind, message_id, from_address, from_name,"
+                    " subject, body_text, author) VALUES (%s, 'outgoing', %s, %s, %s, %s, %s, %s)",
+                    [(p.row["request_id"], p.message_id, p.row["mailbox_address"], p.from_name,
+                      p.subject, p.body_text, p.row["agent_name"]) for p in entries],
+                )
+        for p in entries:
+            metrics.SENT.labels(p.row["kind"]).inc()
+        log.info("mails sent", extra={"count": len(entries),
+                                      "message_ids": [p.message_id for p in entries][:10]})
+
+    def _set(self, oid: int, state: str, reason: str | None) -> None:
+        with transaction(self.pool) as conn:
+            conn.execute("UPDATE outgoing_mail SET state = %s, reason = %s, updated_at = now()"
+                         " WHERE id = %s", (state, reason, oid))
+
+    def _failed(self, row: dict[str, Any], reason: str) -> None:
+        self._conclude(row, "failed", reason, "was not sent")
+        log.error("mail not sent", extra={"reason": reason, "to": row["to_address"]})
+
+    def _unknown(self, row: dict[str, Any], reason: str) -> None:
+        self._conclude(row, "unknown", reason, "may or may not have been sent")
+        log.warning("auto-reply left unknown", extra={"reason": reason, "to": row["to_address"]})
+
+    def _conclude(self, row: dict[str, Any], state: str, reason: str, what: str) -> None:
+        """A final state other than sent: on the row, on the request's history, in metrics."""
+        kind = row["kind"]
+        with transaction(self.pool) as conn:
+            done = conn.execute(
+                "UPDATE outgoing_mail SET state = %s, reason = %s, updated_at = now()"
+                " WHERE id = %s AND state IN ('pending', 'sending') RETURNING id",
+                (state, reason, row["outgoing_id"])).fetchone()
+            if done is None:
+                return
             conn.execute(
-                "UPDATE outgoing_mail SET state = %s, reason = %s WHERE id = %s",
-                (state, reason, outgoing_id),
+                "INSERT INTO history (request_id, kind, from_address, subject, body_text, author)"
+                " VALUES (%s, 'note', %s, %s, %s, 'Deskmail')",
+                (row["request_id"], row["mailbox_address"], f"{kind.replace('_', '-')} {state}",
+                 f"The {kind.replace('_', '-')} to {row['to_address']} {what}: {reason}"),
             )
+        metrics.NOT_SENT.labels(kind, state).inc()
 
 
-def _template(conn: psycopg.Connection, mailbox_id: int, kind: str) -> templates.Template:
-    row = conn.execute(
-        "SELECT name, subject, body_text, coalesce(body_html, '') AS body_html FROM templates"
-        " WHERE name = %s AND (mailbox_id = %s OR mailbox_id IS NULL) ORDER BY mailbox_id NULLS LAST LIMIT 1",
-        (kind, mailbox_id),
-    ).fetchone()
-    return templates.Template(**row) if row else templates.system_template(kind)
+def _recipient(row: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(address, name, refusal) of whom an auto-reply goes to: Reply-To, else From."""
+    parsed = row["parsed"] or {}
+    candidates = [*(parsed.get("reply_to") or []), *([parsed["from"]] if parsed.get("from") else [])]
+    if not candidates and row["customer_address"]:
+        candidates = [{"address": row["customer_address"], "name": row["customer_name"] or ""}]
+    if not candidates:
+        return "", "", "no address to reply to"
+    address, name = candidates[0].get("address") or "", candidates[0].get("name") or ""
+    try:
+        validate_address(address)
+    except ValueError as exc:
+        return address, name, f"cannot reply to this address: {exc}"
+    return address, name, None
 
 
-_LOAD = """
-SELECT r.id AS request_id, r.subject, r.status, r.mailbox_id,
-       m.address AS mailbox_address, m.from_name, m.auto_reply, m.smtp_id,
-       split_part(m.address, '@', 1) AS mailbox_name,
-       c.address AS customer_address, c.name AS customer_name,
-       h.message_id AS parent_message_id, h.subject AS message_subject, h.body_text AS message_body,
-       h.thread_ids, p.parsed
-FROM requests r
+_DECIDE_SQL = """
+SELECT e.request_id, e.history_id, r.mailbox_id, m.auto_reply, m.removed_at,
+       c.address AS customer_address, c.name AS customer_name, p.parsed
+FROM unnest(%s::bigint[], %s::bigint[]) AS e(request_id, history_id)
+JOIN requests r ON r.id = e.request_id
 JOIN mailboxes m ON m.id = r.mailbox_id
 LEFT JOIN customers c ON c.id = r.customer_id
-LEFT JOIN history h ON h.id = %(h)s
+LEFT JOIN history h ON h.id = e.history_id
 LEFT JOIN parsed_messages p ON p.raw_id = h.raw_id
-WHERE r.id = %(r)s
 """
 
-
-def _load(
-    conn: psycopg.Connection, request_id: int, history_id: int | None
-) -> dict[str, Any] | None:
-    ctx = conn.execute(_LOAD, {"r": request_id, "h": history_id}).fetchone()
-    if ctx is None:
-        return None
-    parsed = ctx["parsed"] or {}
-    reply_to = parsed.get("reply_to") or []
-    ctx["reply_address"] = reply_to[0]["address"] if reply_to else ctx["customer_address"]
-    ctx["references"] = [
-        *(parsed.get("references") or []),
-        *([ctx["parent_message_id"]] if ctx["parent_message_id"] else []),
-    ]
-    return ctx
+_SEND_SQL = """
+SELECT o.id AS outgoing_id, o.kind, o.state, o.message_id, o.to_address, o.to_name,
+       o.agent_name, o.body_text AS reply_text,
+       r.id AS request_id, r.subject, r.status, r.mailbox_id,
+       m.address AS mailbox_address, m.from_name, m.smtp_id,
+       c.name AS customer_name,
+       h.message_id AS parent_message_id, h.subject AS message_subject,
+       h.body_text AS message_body,
+       ARRAY(SELECT jsonb_array_elements_text(coalesce(p.parsed->'references', '[]'::jsonb)))
+         AS parent_references
+FROM outgoing_mail o
+JOIN requests r ON r.id = o.request_id
+JOIN mailboxes m ON m.id = r.mailbox_id
+LEFT JOIN customers c ON c.id = r.customer_id
+LEFT JOIN history h ON h.id = o.history_id
+LEFT JOIN parsed_messages p ON p.raw_id = h.raw_id
+WHERE o.id = ANY(%s)
+"""
