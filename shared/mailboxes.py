@@ -93,6 +93,13 @@ def validate(values: dict[str, Any]) -> dict[str, str]:
     for name in ("host", "username", "folder", "from_name"):
         if not str(values.get(name) or "").strip():
             errors[name] = "must not be empty"
+    if "from_name" not in errors:
+        # The account name is a template (placeholders such as the agent's name).
+        from services.replier.templates import validate_from_name
+
+        problems = validate_from_name(str(values["from_name"]))
+        if problems:
+            errors["from_name"] = "; ".join(str(p) for p in problems)
     if values.get("archive") and kind == "pop3":
         errors["archive"] = "archiving works with IMAP only; POP3 mailboxes delete imported mail"
     if values.get("archive") and not str(values.get("archive_folder") or "").strip():

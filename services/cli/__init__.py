@@ -6,6 +6,9 @@ import argparse
 import sys
 
 from services.cli import mailbox, ops, pipeline, requests
+from services.cli import reply as reply_cli
+from services.cli import smtp as smtp_cli
+from services.cli import templates as templates_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register(sub)
     mailbox.register(sub)
     requests.register(sub)
+    reply_cli.register(sub)  # adds `requests reply`: after requests
+    smtp_cli.register(sub)
+    templates_cli.register(sub)
     ops.register(sub)
     return parser
 
