@@ -1,9 +1,15 @@
-"""The fetcher stage: take a due mailbox under its lease, poll it, record the outcome."""
+"""The fetcher stage: threads that each take a due mailbox under its lease and serve it.
+
+Each thread has its own broker connection (kombu connections are not
+thread-safe) and serves one mailbox at a time (session.py). Many fetcher
+processes share the mailboxes through the leases in the database (lease.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 
@@ -11,12 +17,10 @@ from psycopg_pool import ConnectionPool
 
 from services.fetcher import lease
 from services.fetcher.poll import Poller
-from services.fetcher.remote import RemoteError
-from shared import metrics
+from services.fetcher.session import Session
 from shared.crypto import Keys
 from shared.health import Heartbeat
 from shared.log import bind
-from shared.mailboxes import Mailbox
 from shared.publisher import Publisher
 from shared.settings import Settings
 from shared.topology import Topology
@@ -25,63 +29,70 @@ from shared.worker import connect
 log = logging.getLogger(__name__)
 
 
+def _env_int(name: str, default: int) -> int:
+    """The fetcher's own settings (documented in README.md, "Settings")."""
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"setting {name} must be a whole number, got {raw!r}") from None
+
+
 class Fetcher:
     stage = "fetch"
 
-    def __init__(self, settings: Settings, pool: ConnectionPool, keys: Keys, topology: Topology) -> None:
+    def __init__(self, settings: Settings, pool: ConnectionPool, keys: Keys, topology: Topology,
+                 threads: int | None = None, lease_seconds: float | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.keys = keys
         self.topology = topology
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-        self.heartbeat = Heartbeat("fetcher", max_age=lease.LEASE_SECONDS)
+        self.threads = max(1, threads or _env_int("DESKMAIL_FETCH_THREADS", 4))
+        self.lease_seconds = lease_seconds or _env_int("DESKMAIL_FETCH_LEASE_SECONDS", lease.LEASE_SECONDS)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat = Heartbeat("fetcher", max_age=self.lease_seconds)
         self.stopping = threading.Event()
+        # One thread always stays free to poll the mailboxes nobody idles on.
+        self.idle_slots = threading.Semaphore(self.threads - 1)
 
     def stop(self) -> None:
         self.stopping.set()
 
     def run(self) -> None:
+        workers = [threading.Thread(target=self._work, args=(i,), name=f"fetcher-{i}", daemon=True)
+                   for i in range(self.threads)]
+        for worker in workers:
+            worker.start()
+        log.info("started", extra={"threads": self.threads, "lease_seconds": self.lease_seconds})
+        for worker in workers:
+            worker.join()
+        log.info("stopped")
+
+    def _work(self, index: int) -> None:
+        owner = f"{self.name}:{index}"
         with connect(self.settings) as conn:
             conn.ensure_connection(max_retries=10)
             self.topology.declare(conn)
             publisher = Publisher(conn)
+            session = Session(self.pool, self.keys, owner, self.lease_seconds,
+                              lambda keep: Poller(self.pool, publisher, self.topology, keep),
+                              self.idle_slots, self.stopping, self.heartbeat.beat)
             while not self.stopping.is_set():
                 self.heartbeat.beat()
-                try:
-                    row = lease.acquire(self.pool, self.owner)
-                except Exception as exc:  # noqa: BLE001 - database down: wait and retry
-                    log.warning("cannot take a mailbox lease", extra={"error": repr(exc)})
-                    self.stopping.wait(5)
-                    continue
+                row = self._next(owner)
                 if row is None:
-                    self.stopping.wait(0.5)
+                    self.stopping.wait(0.3 + random.random() * 0.4)  # jitter: fetchers don't poll in step
                     continue
-                with bind(mailbox_id=row["id"]):
-                    self.poll_one(row, publisher)
-        log.info("stopped")
+                with bind(mailbox_id=row["id"], fetcher=owner):
+                    try:
+                        session.serve(row)
+                    except Exception:  # noqa: BLE001 - logged and recorded by the session
+                        publisher.reset()
 
-    def poll_one(self, row: dict, publisher: Publisher) -> None:
-        mailbox_id = row["id"]
-        label = str(mailbox_id)
-        error: str | None = None
+    def _next(self, owner: str) -> dict | None:
         try:
-            mailbox = Mailbox.from_row(row, self.keys)
-            poller = Poller(self.pool, publisher, self.topology,
-                            keep_lease=lambda: lease.renew(self.pool, mailbox_id, self.owner))
-            result = poller.poll(mailbox)
-            log.info("poll finished", extra={"fetched": result.fetched, "removed": result.removed,
-                                             "republished": result.republished})
-            metrics.MAILBOX_LAST_SUCCESS.labels(label).set_to_current_time()
-        except RemoteError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - one mailbox must not stop the others
-            error = f"unexpected: {exc!r}"
-            log.exception("poll crashed")
-            publisher.reset()
-        if error is not None:
-            metrics.MAILBOX_ERRORS.labels(label).inc()
-            log.warning("poll failed", extra={"error": error})
-        try:
-            lease.release(self.pool, mailbox_id, self.owner, error)
-        except Exception as exc:  # noqa: BLE001 - the lease then simply expires
-            log.warning("cannot release lease", extra={"error": repr(exc)})
+            return lease.acquire(self.pool, owner, seconds=self.lease_seconds)
+        except Exception as exc:  # noqa: BLE001 - database down: wait and retry
+            log.warning("cannot take a mailbox lease", extra={"error": repr(exc)})
+            self.stopping.wait(5)
+            return None

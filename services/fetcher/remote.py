@@ -18,12 +18,17 @@ class Fetched:
     data: bytes
     size: int  # the size on the server; larger than len(data) when truncated
     truncated: bool = False
+    # Set when the server could not deliver this one message: it is not
+    # stored, the rest of the batch is, and the next poll tries it again.
+    error: str | None = None
 
 
 class RemoteError(Exception):
     """A failure talking to the mail server, in words an administrator understands.
 
-    `step` names what failed: dns, tcp, tls, starttls, login, folder, archive_folder, fetch, archive.
+    `step` names what failed: dns, tcp, tls, starttls, login, folder, archive_folder,
+    list, fetch, archive, delete, idle. `transient` errors are worth retrying as
+    they are; the others need an administrator (wrong password, missing folder).
     """
 
     def __init__(self, step: str, message: str, transient: bool = True) -> None:
@@ -44,3 +49,9 @@ class Remote(Protocol):
     def remove(self, ids: list[str]) -> None: ...  # archive or delete, per the mailbox
 
     def close(self) -> None: ...
+
+
+def can_idle(remote: Remote) -> bool:
+    """True if this remote can wait for new mail (IMAP IDLE) instead of being polled."""
+    check = getattr(remote, "can_idle", None)
+    return bool(check and check())

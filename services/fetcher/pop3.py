@@ -1,0 +1,183 @@
+"""POP3 as a mail source (poplib).
+
+POP3 has one maildrop and no folders, so the ledger key is ('', 0, UIDL):
+the UIDL is the server's stable id for a message. Sizes come from LIST; mail
+over the mailbox's size limit is fetched as headers only (TOP n 0). POP3
+cannot archive: imported mail is deleted with DELE, and the deletions take
+effect only when the session ends with QUIT, so `remove` ends the session
+and the next call opens a new one. A session that breaks before QUIT deletes
+nothing (RFC 1939), which is what invariant 1 wants.
+"""
+
+from __future__ import annotations
+
+import poplib
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from services.fetcher.remote import Fetched, RemoteError
+from services.fetcher.tls import client_context
+from shared.mailboxes import Mailbox
+
+TIMEOUT = 60.0
+# poplib refuses lines over 2,048 bytes; real mail (HTML without line breaks)
+# has longer ones, which must not make a message unfetchable.
+poplib._MAXLINE = 1 << 20
+
+
+@contextmanager
+def _talking(step: str, doing: str) -> Iterator[None]:
+    try:
+        yield
+    except RemoteError:
+        raise
+    except poplib.error_proto as exc:
+        raise RemoteError(step, f"the server refused {doing}: {_text(exc)}") from exc
+    except TimeoutError as exc:
+        raise RemoteError(step, f"the server did not answer within {TIMEOUT:.0f} s while {doing}") from exc
+    except (OSError, EOFError) as exc:
+        raise RemoteError(step, f"the connection broke while {doing} ({exc})") from exc
+
+
+def _connect(mailbox: Mailbox) -> poplib.POP3:
+    context = client_context(mailbox.allow_self_signed)
+    host, port = mailbox.host, mailbox.effective_port
+    try:
+        if mailbox.security == "tls":
+            client: poplib.POP3 = poplib.POP3_SSL(host, port, timeout=TIMEOUT, context=context)
+        else:
+            client = poplib.POP3(host, port, timeout=TIMEOUT)
+    except socket.gaierror as exc:
+        raise RemoteError("dns", f"cannot resolve {host}: {exc.strerror}") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise RemoteError("tls", f"certificate of {host} not trusted: {exc.verify_message}", False) from exc
+    except ssl.SSLError as exc:
+        raise RemoteError("tls", f"TLS handshake with {host}:{port} failed: {exc}") from exc
+    except TimeoutError as exc:
+        raise RemoteError("tcp", f"{host}:{port} did not answer within {TIMEOUT:.0f} s") from exc
+    except OSError as exc:
+        raise RemoteError("tcp", f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+    except poplib.error_proto as exc:
+        raise RemoteError("tcp", f"{host}:{port} does not speak POP3: {_text(exc)}") from exc
+    if mailbox.security == "starttls":
+        try:
+            capabilities = client.capa()
+        except poplib.error_proto:
+            capabilities = {}
+        if "STLS" not in capabilities:
+            _drop(client)
+            raise RemoteError("starttls", f"{host} does not offer STLS; refusing to log in in plain text", False)
+        try:
+            client.stls(context)
+        except ssl.SSLCertVerificationError as exc:
+            _drop(client)
+            raise RemoteError("tls", f"certificate of {host} not trusted: {exc.verify_message}", False) from exc
+        except (ssl.SSLError, OSError, poplib.error_proto) as exc:
+            _drop(client)
+            raise RemoteError("starttls", f"STLS with {host} failed: {exc}") from exc
+    try:
+        client.user(mailbox.username)
+        client.pass_(mailbox.password or "")
+    except poplib.error_proto as exc:
+        _drop(client)
+        raise RemoteError("login", f"the server refused the user name or password ({_text(exc)})", False) from exc
+    except OSError as exc:
+        _drop(client)
+        raise RemoteError("login", f"the connection broke while logging in ({exc})") from exc
+    return client
+
+
+class Pop3Remote:
+    folder_key = ""
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        self._client: poplib.POP3 | None = None
+        self._numbers: dict[str, int] = {}  # UIDL -> message number in this session
+        self._sizes: dict[int, int] = {}
+        self._session()
+
+    def _session(self) -> poplib.POP3:
+        """The open session, or a new one (after `remove` ended the last with QUIT)."""
+        if self._client is None:
+            client = _connect(self.mailbox)
+            with _talking("list", "listing the maildrop"):
+                _, lines, _ = client.uidl()
+                numbers = {}
+                for line in lines:
+                    number, uidl = line.decode("ascii", "replace").split(" ", 1)
+                    numbers[uidl.strip()] = int(number)
+                _, lines, _ = client.list()
+                sizes = {int(n): int(s) for n, s in (line.split()[:2] for line in lines)}
+            self._client, self._numbers, self._sizes = client, numbers, sizes
+        return self._client
+
+    def reopen(self) -> None:
+        """A new session after the server dropped the last one (deletes nothing: no QUIT)."""
+        if self._client is not None:
+            _drop(self._client)
+            self._client = None
+        self._session()
+
+    def uidvalidity(self) -> int:
+        return 0
+
+    def list_ids(self) -> list[str]:
+        self._session()
+        return sorted(self._numbers, key=self._numbers.__getitem__)
+
+    def fetch(self, ids: list[str], max_bytes: int) -> Iterator[Fetched]:
+        client = self._session()
+        for uidl in ids:
+            number = self._numbers.get(uidl)
+            if number is None:
+                continue  # gone meanwhile
+            size = self._sizes.get(number, 0)
+            if size > max_bytes:
+                with _talking("fetch", "sending the headers of an oversized mail"):
+                    _, lines, _ = client.top(number, 0)
+                yield Fetched(uidl, b"\r\n".join(lines) + b"\r\n", size, truncated=True)
+            else:
+                with _talking("fetch", "sending mail"):
+                    _, lines, _ = client.retr(number)
+                yield Fetched(uidl, b"\r\n".join(lines) + b"\r\n", size)
+
+    def remove(self, ids: list[str]) -> None:
+        """DELE each message, then QUIT: only a clean QUIT makes the deletions happen."""
+        if not ids:
+            return
+        client = self._session()
+        self._client = None  # this session ends here, one way or the other
+        try:
+            with _talking("delete", "deleting imported mail"):
+                for uidl in ids:
+                    number = self._numbers.get(uidl)
+                    if number is not None:
+                        client.dele(number)
+                client.quit()
+        except RemoteError:
+            _drop(client)  # no QUIT: the server deletes nothing of this session
+            raise
+
+    def close(self) -> None:
+        """End without QUIT's deletions mattering: nothing is marked for deletion here."""
+        if self._client is not None:
+            try:
+                self._client.quit()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                _drop(self._client)
+            self._client = None
+
+
+def _drop(client: poplib.POP3) -> None:
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _text(exc: Exception) -> str:
+    text = str(exc)
+    return text[2:-1] if text.startswith("b'") else text
