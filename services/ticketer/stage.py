@@ -101,13 +101,17 @@ class TicketerHandler:
                 " WHERE raw_id = ANY(%s) AND state IN ('stored', 'published')",
                 (raw_ids,),
             )
-        outputs: list[Output] = []
         for raw_id in raw_ids:
-            outcome = recorded.get(raw_id) or done[raw_id]
-            self._count(outcome, redelivered=raw_id in done)
-            if outcome.request_id is None:
+            self._count(recorded.get(raw_id) or done[raw_id], redelivered=raw_id in done)
+        # One output per event, a duplicate in the same batch included: every
+        # delivery of a mail.parsed is answered with the mail's one outcome.
+        outputs: list[Output] = []
+        for event in events:
+            if event.type != MAIL_PARSED:
                 continue
-            outputs.append(("reply", _event(outcome)))
+            outcome = recorded.get(event["raw_id"]) or done[event["raw_id"]]
+            if outcome.request_id is not None:
+                outputs.append(("reply", _event(outcome)))
         return outputs
 
     def _count(self, outcome: Outcome, *, redelivered: bool) -> None:
