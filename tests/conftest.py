@@ -20,6 +20,8 @@ from services.app import App
 from shared import db
 from shared.settings import Settings
 
+pytest_plugins = ["tests.support.fixtures"]
+
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 TEMPLATE_DB = f"deskmail_template_{os.getpid()}"
