@@ -19,6 +19,7 @@ from imapclient import IMAPClient
 # pytest then passes them back as same-named arguments, which ruff calls a
 # redefinition (F811, file-wide above). Drop both once conftest registers
 # tests.support.fixtures through pytest_plugins.
+from tests.support.fixtures import DovecotServer
 from tests.support.smtp import SmtpSink
 
 pytestmark = pytest.mark.integration
