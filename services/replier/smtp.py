@@ -204,6 +204,8 @@ class Sender:
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             self._drop(s)
             raise Ambiguous(f"connection to {_where(s)} lost while sending the mail: {exc}") from exc
+        if code != 250:  # smtplib returns, not raises, the answer to the end of data
+            self._answer(s, client, code, resp)
         self._sessions[s] = (client, time.monotonic())
 
     def _envelope(self, s: SmtpSettings, client: smtplib.SMTP, sender: str,
