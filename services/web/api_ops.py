@@ -1,0 +1,130 @@
+"""/api/v1 status and dead letters: what an operator watches and the messages that need a person."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.web.context import Ctx, WebContext
+from services.web.schemas import DeadLetterOut, DiscardIn, Handled, ReplayIn, StatusOut
+from shared import broker_admin, ops_status
+from shared.mailboxes import InvalidSetting
+from shared.service_errors import NotFound
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1")
+
+
+def _age(failed_at: str) -> float | None:
+    try:
+        when = dt.datetime.strptime(failed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return max(0.0, (dt.datetime.now(dt.UTC) - when).total_seconds())
+
+
+def letter_out(letter: broker_admin.DeadLetter) -> dict[str, Any]:
+    return {"id": letter.id, "stage": letter.stage, "error": letter.error, "failed_at": letter.failed_at,
+            "event_type": letter.event.type if letter.event else None,
+            "ids": dict(letter.event.ids) if letter.event else {}, "event_error": letter.event_error}
+
+
+def _stage(stage: Any) -> str | None:
+    if stage in (None, ""):
+        return None
+    if stage not in broker_admin.STAGES:
+        raise InvalidSetting({"stage": f"must be one of {', '.join(broker_admin.STAGES)}, not {stage!r}"})
+    return str(stage)
+
+
+def dead_letters(c: WebContext, stage: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    with c.broker() as conn:
+        return [letter_out(x) for x in broker_admin.list_dead_letters(conn, c.topology, _stage(stage), limit)]
+
+
+def status(c: WebContext) -> dict[str, Any]:
+    """Queues (depth, consumers, age of the oldest dead letter) and mailbox health."""
+    with c.broker() as conn:
+        found = ops_status.collect(c.pool, conn, c.topology, window=0.0)
+        oldest: dict[str, float] = {}
+        if any(q.info.kind == "dead" and q.info.messages for q in found.queues):
+            for letter in broker_admin.list_dead_letters(conn, c.topology, limit=500):
+                age = _age(letter.failed_at)
+                if age is not None:
+                    oldest[letter.queue] = max(age, oldest.get(letter.queue, 0.0))
+    return {
+        "needs_attention": found.needs_attention,
+        "problems": found.problems,
+        "queues": [{"name": q.info.name, "stage": q.info.stage, "kind": q.info.kind,
+                    "messages": q.info.messages, "consumers": q.info.consumers,
+                    "oldest_age_seconds": oldest.get(q.info.name), "problem": q.problem}
+                   for q in found.queues],
+        "mailboxes": [m.__dict__ for m in found.mailboxes],
+    }
+
+
+def replay(c: WebContext, ids: list[str] | None, stage: str | None) -> dict[str, Any]:
+    with c.broker() as conn, c.broker() as publish_conn:
+        done = broker_admin.replay(conn, publish_conn, c.topology, ids, _stage(stage))
+    return {"count": len(done), "ids": [x.id for x in done]}
+
+
+def discard(c: WebContext, letter_id: str, reason: Any, who: str) -> dict[str, Any]:
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidSetting({"reason": "must not be empty: say why the message is given up"})
+    with c.broker() as conn:
+        done = broker_admin.purge(conn, c.topology, [letter_id])
+    if not done:
+        raise NotFound(f"no dead letter {letter_id}")
+    # The purge's own log line has the error; this one has who gave it up and why.
+    log.warning("dead letter discarded", extra={"dead_letter": done[0].id, "by": who, "reason": reason.strip()})
+    return {"count": len(done), "ids": [x.id for x in done]}
+
+
+@router.get("/status", response_model=StatusOut, tags=["status"],
+            summary="Per stage: queue depth, consumers, oldest dead letter; per mailbox: its health")
+def get_status(c: Ctx) -> dict[str, Any]:
+    return status(c)
+
+
+@router.get("/dead-letters", response_model=list[DeadLetterOut], tags=["dead letters"],
+            summary="Messages a stage gave up on, oldest first")
+def list_dead(c: Ctx, stage: str | None = None) -> list[dict[str, Any]]:
+    return dead_letters(c, stage)
+
+
+@router.get("/dead-letters/{letter_id}", response_model=DeadLetterOut, tags=["dead letters"],
+            summary="One dead letter")
+def show_dead(letter_id: str, c: Ctx) -> dict[str, Any]:
+    with c.broker() as conn:
+        letter = broker_admin.find_dead_letter(conn, c.topology, letter_id)
+    if letter is None:
+        raise NotFound(f"no dead letter {letter_id}")
+    return letter_out(letter)
+
+
+@router.post("/dead-letters/{letter_id}/replay", response_model=Handled, tags=["dead letters"],
+             summary="Send one dead letter back to its stage")
+def replay_one(letter_id: str, c: Ctx) -> dict[str, Any]:
+    done = replay(c, [letter_id], None)
+    if not done["count"]:
+        raise NotFound(f"no dead letter {letter_id}")
+    return done
+
+
+@router.post("/dead-letters/replay", response_model=Handled, tags=["dead letters"],
+             summary="Send a filtered set of dead letters back (by stage and/or ids)")
+def replay_many(body: ReplayIn, c: Ctx) -> dict[str, Any]:
+    ids = body.ids
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids)):
+        raise InvalidSetting({"ids": "must be a list of dead-letter ids"})
+    return replay(c, ids, body.stage)
+
+
+@router.post("/dead-letters/{letter_id}/discard", response_model=Handled, tags=["dead letters"],
+             summary="Give a dead letter up for good, saying why (the reason is logged)")
+def discard_one(letter_id: str, body: DiscardIn, c: Ctx) -> dict[str, Any]:
+    return discard(c, letter_id, body.reason, "api")

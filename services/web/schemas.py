@@ -1,0 +1,312 @@
+"""The JSON shapes of /api/v1, for the OpenAPI document and for checking our answers.
+
+Request bodies declare the types an API client should send, but accept any
+JSON value: the service layer decides what is valid and words the error, so
+the API, the pages and the CLI answer a wrong value in the same words (a
+`port` of "abc" gets the same message everywhere, not pydantic's own).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+
+def _lenient(schema: dict[str, Any], description: str) -> Any:
+    return Annotated[Any, WithJsonSchema({**schema, "description": description})]
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_OPT_INT = {"anyOf": [{"type": "integer"}, {"type": "null"}]}
+_BOOL = {"type": "boolean"}
+
+
+class MailboxIn(BaseModel):
+    """A mailbox's settings (the seed page's fields); on update send only what changes."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "examples": [{"from_name": "ACME Support", "address": "support@example.com",
+                      "account_type": "imap", "security": "tls", "host": "imap.example.com",
+                      "username": "support@example.com", "password": "(write-only)",
+                      "folder": "INBOX", "archive": True, "archive_folder": "deskmail_archive"}]})
+
+    from_name: _lenient(_STR, "Account name shown as sender; may hold placeholders such as "
+                        "{{ agent.name if agent else mailbox.name }}") = None
+    address: _lenient(_STR, "the mailbox's address, e.g. support@example.com") = None
+    folder: _lenient(_STR, "folder to import from (INBOX)") = None
+    archive: _lenient(_BOOL, "IMAP: move imported mail to the archive folder instead of deleting it") = None
+    archive_folder: _lenient(_STR, "IMAP folder imported mail is moved to") = None
+    host: _lenient(_STR, "IMAP/POP3 server") = None
+    username: _lenient(_STR, "login name") = None
+    password: _lenient({"type": "string", "writeOnly": True},
+                       "write-only; blank or absent keeps the saved password") = None
+    account_type: _lenient({"type": "string", "enum": ["imap", "pop3", "maildir"]}, "protocol") = None
+    port: _lenient(_OPT_INT, "port; null means the usual port for the type and security") = None
+    security: _lenient({"type": "string", "enum": ["none", "starttls", "tls"]}, "connection security") = None
+    allow_self_signed: _lenient(_BOOL, "accept a certificate that cannot be verified (off by default)") = None
+    category_id: _lenient(_OPT_INT, "default category of new requests") = None
+    auto_reply: _lenient(_BOOL, "send an auto-reply to new requests") = None
+    smtp_id: _lenient(_OPT_INT, "custom SMTP settings; null means the system default") = None
+    enabled: _lenient(_BOOL, "poll this mailbox") = None
+    poll_interval: _lenient(_INT, "seconds between polls") = None
+    max_per_poll: _lenient(_INT, "messages imported per poll at most") = None
+    max_message_bytes: _lenient(_INT, "larger mail is imported as headers only") = None
+
+
+class MailboxOut(BaseModel):
+    id: int
+    from_name: str
+    address: str
+    folder: str
+    archive: bool
+    archive_folder: str
+    host: str
+    username: str
+    account_type: str
+    port: int | None
+    effective_port: int | None
+    security: str
+    allow_self_signed: bool
+    category_id: int | None
+    category: str | None
+    auto_reply: bool
+    smtp_id: int | None
+    enabled: bool
+    poll_interval: int
+    max_per_poll: int
+    max_message_bytes: int
+    has_password: bool = Field(description="the password itself is never shown")
+    last_poll_at: dt.datetime | None
+    last_success_at: dt.datetime | None
+    last_error: str | None
+    last_error_at: dt.datetime | None
+    failures_in_row: int
+    mail_24h: int = Field(description="mail imported in the last 24 hours")
+    health: str = Field(description="ok, failing, disabled or new")
+    created_at: dt.datetime
+
+
+class Step(BaseModel):
+    step: str = Field(description="dns, tcp, tls, starttls, connect, login, folder, archive_folder, smtp_login")
+    ok: bool
+    detail: str
+
+
+class TestResult(BaseModel):
+    ok: bool
+    steps: list[Step]
+
+
+class Folders(BaseModel):
+    folders: list[str]
+
+
+class Poll(BaseModel):
+    at: dt.datetime
+    ok: bool
+    error: str | None
+    failures_in_row: int
+
+
+class FromNamePreviewIn(BaseModel):
+    from_name: _lenient(_STR, "account name with placeholders") = None
+
+
+class FromNamePreview(BaseModel):
+    staff_reply: str | None = Field(description="as sent with a staff reply (agent Grace Hopper)")
+    auto_reply: str | None = Field(description="as sent with an auto-reply (no agent)")
+    error: str | None
+
+
+class CategoryIn(BaseModel):
+    name: _lenient(_STR, "the category's name") = None
+
+
+class CategoryOut(BaseModel):
+    id: int
+    name: str
+    created_at: dt.datetime
+    mailboxes: int
+    requests: int
+
+
+class RequestItem(BaseModel):
+    id: int
+    subject: str
+    status: str
+    unparsed: bool
+    mailbox_id: int | None
+    mailbox: str | None
+    category_id: int | None
+    category: str | None
+    customer: str | None
+    entries: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class RequestPage(BaseModel):
+    items: list[RequestItem]
+    next_cursor: int | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+class Attachment(BaseModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    content_id: str | None
+    inline: bool
+
+
+class HistoryEntry(BaseModel):
+    id: int
+    kind: str
+    outcome: str | None
+    message_id: str | None
+    from_address: str | None
+    from_name: str | None
+    subject: str | None
+    body_text: str
+    automatic: str | None
+    author: str | None
+    raw_id: int | None
+    created_at: dt.datetime
+    attachments: list[Attachment]
+
+
+class Outgoing(BaseModel):
+    id: int
+    kind: str
+    message_id: str | None
+    to_address: str
+    agent_name: str | None
+    state: str
+    reason: str | None = Field(description="why it was skipped, or why it failed")
+    attempts: int
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+
+
+class RequestDetail(BaseModel):
+    id: int
+    subject: str
+    status: str
+    unparsed: bool
+    mailbox_id: int | None
+    mailbox: str | None
+    category_id: int | None
+    category: str | None
+    customer: str | None
+    customer_name: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    history: list[HistoryEntry]
+    outgoing: list[Outgoing]
+
+
+class SmtpIn(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "examples": [{"host": "smtp.example.com", "port": 587, "security": "starttls",
+                      "username": "support@example.com", "password": "(write-only)"}]})
+
+    name: _lenient(_STR, "name of custom settings (ignored for the system default)") = None
+    host: _lenient(_STR, "SMTP server") = None
+    port: _lenient(_OPT_INT, "port; null means 25/587/465 for none/starttls/tls") = None
+    security: _lenient({"type": "string", "enum": ["none", "starttls", "tls"]}, "connection security") = None
+    username: _lenient({"anyOf": [_STR, {"type": "null"}]}, "login; null sends without logging in") = None
+    password: _lenient({"type": "string", "writeOnly": True}, "write-only; blank keeps the saved one") = None
+    allow_self_signed: _lenient(_BOOL, "accept a certificate that cannot be verified") = None
+
+
+class SmtpOut(BaseModel):
+    id: int
+    name: str
+    is_system: bool
+    host: str
+    port: int | None
+    effective_port: int
+    security: str
+    username: str | None
+    allow_self_signed: bool
+    has_password: bool
+    mailboxes: int
+    updated_at: dt.datetime
+
+
+class TemplateIn(BaseModel):
+    subject: _lenient(_STR, "Jinja2 (sandboxed) subject") = None
+    body_text: _lenient(_STR, "Jinja2 (sandboxed) text body") = None
+    body_html: _lenient(_STR, "Jinja2 (sandboxed, autoescaped) HTML body") = None
+
+
+class TemplateOut(BaseModel):
+    name: str
+    mailbox_id: int | None
+    source: str = Field(description="shipped (Deskmail's own), system (the system override) "
+                        "or mailbox (this mailbox's override)")
+    subject: str
+    body_text: str
+    body_html: str
+
+
+class Rendered(BaseModel):
+    subject: str
+    body_text: str
+    body_html: str
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    stage: str
+    error: str
+    failed_at: str
+    event_type: str | None
+    ids: dict[str, Any]
+    event_error: str | None
+
+
+class ReplayIn(BaseModel):
+    stage: _lenient({"anyOf": [{"type": "string", "enum": ["parse", "ticket", "reply"]}, {"type": "null"}]},
+                    "only this stage's dead letters") = None
+    ids: _lenient({"anyOf": [{"type": "array", "items": _STR}, {"type": "null"}]},
+                  "only these ids (or id prefixes); null: all of the stage") = None
+
+
+class DiscardIn(BaseModel):
+    reason: _lenient(_STR, "why it is discarded; written to the log") = None
+
+
+class Handled(BaseModel):
+    count: int
+    ids: list[str]
+
+
+class QueueOut(BaseModel):
+    name: str
+    stage: str
+    kind: str
+    messages: int | None
+    consumers: int | None
+    oldest_age_seconds: float | None = Field(description="age of the message at the head of the queue")
+    problem: str | None
+
+
+class MailboxHealthOut(BaseModel):
+    id: int
+    address: str
+    enabled: bool
+    state: str
+    detail: str
+    last_success_at: dt.datetime | None
+
+
+class StatusOut(BaseModel):
+    needs_attention: bool
+    problems: list[str]
+    queues: list[QueueOut]
+    mailboxes: list[MailboxHealthOut]

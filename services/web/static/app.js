@@ -1,0 +1,80 @@
+// Deskmail admin: small conveniences on top of forms that work without JavaScript.
+// Loaded from /static (the Content-Security-Policy forbids inline script).
+(function () {
+  "use strict";
+
+  function csrf() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  // Port placeholder follows the account type and security (blank port = usual port).
+  function wirePort() {
+    var port = document.getElementById("port");
+    var type = document.getElementById("account_type");
+    var security = document.getElementById("security");
+    if (!port || !type || !security) return;
+    var ports = JSON.parse(port.dataset.defaultPorts || "{}");
+    function update() {
+      var usual = ports[type.value + "/" + security.value];
+      port.placeholder = usual ? String(usual) : "";
+      var archive = document.getElementById("archive-options");
+      if (archive) archive.classList.toggle("hidden", type.value !== "imap" && type.value !== "maildir");
+    }
+    type.addEventListener("change", update);
+    security.addEventListener("change", update);
+    update();
+  }
+
+  // Custom SMTP fields only when "custom" is chosen.
+  function wireSmtp() {
+    var choice = document.getElementById("smtp_id");
+    var custom = document.getElementById("smtp-custom");
+    if (!choice || !custom) return;
+    function update() { custom.classList.toggle("hidden", choice.value !== "custom"); }
+    choice.addEventListener("change", update);
+    update();
+  }
+
+  // Live preview of the From name's placeholders (the server renders it in the sandbox).
+  function wireFromPreview() {
+    var input = document.getElementById("from_name");
+    var out = document.getElementById("from-preview");
+    if (!input || !out) return;
+    var timer = null;
+    function show(data) {
+      out.textContent = "";
+      if (data.error) {
+        var span = document.createElement("span");
+        span.className = "field-error";
+        span.textContent = data.error;
+        out.appendChild(span);
+        return;
+      }
+      var parts = [["Staff replies: ", data.staff_reply], ["; auto-replies: ", data.auto_reply]];
+      parts.forEach(function (p) {
+        out.appendChild(document.createTextNode(p[0]));
+        var b = document.createElement("b");
+        b.textContent = p[1];
+        out.appendChild(b);
+      });
+    }
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        fetch("/api/v1/preview/from-name", {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+          body: JSON.stringify({ from_name: input.value })
+        }).then(function (r) { return r.json(); }).then(show).catch(function () {});
+      }, 250);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    wirePort();
+    wireSmtp();
+    wireFromPreview();
+  });
+})();

@@ -1,0 +1,62 @@
+"""Fixtures for the admin web tests: the app in-process, an administrator, a token, a logged-in client.
+
+Import the fixtures by name in a test module:
+    from tests.integration.web_support import admin, api, browser_client, web_app  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.app import App
+from services.web.app import create_app
+from shared import users
+from shared.db import transaction
+
+ADMIN = ("admin", "correct horse battery")
+
+
+@pytest.fixture
+def web_app(app: App):
+    return create_app(app)
+
+
+@pytest.fixture
+def admin(app: App) -> str:
+    """The first administrator, and a bearer token of theirs."""
+    with transaction(app.pool) as conn:
+        users.create_user(conn, *ADMIN)
+        return users.create_token(conn, ADMIN[0], "tests")
+
+
+@pytest.fixture
+def api(web_app, admin: str) -> Iterator[TestClient]:
+    """An API client with a bearer token."""
+    with TestClient(web_app, headers={"Authorization": f"Bearer {admin}"}) as client:
+        yield client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+def log_in(client: TestClient, username: str = ADMIN[0], password: str = ADMIN[1]):
+    page = client.get("/login")
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": csrf_of(page.text), "next": "/"},
+                       follow_redirects=False)
+
+
+@pytest.fixture
+def browser_client(web_app, admin: str) -> Iterator[TestClient]:
+    """A logged-in page client (session cookie); `.csrf` holds the session's CSRF token."""
+    with TestClient(web_app) as client:
+        assert log_in(client).status_code == 303
+        client.csrf = csrf_of(client.get("/mailboxes").text)  # type: ignore[attr-defined]
+        yield client
