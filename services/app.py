@@ -92,6 +92,10 @@ class App:
             from services.replier.outbox import ReplierStage
 
             return ReplierStage(self.settings, self.pool, self.keys, self.topology)
+        if name == "web":  # the admin web and API (services/web), served by uvicorn in a thread
+            from services.web.server import WebServer
+
+            return WebServer(self)
         raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
 
     def ready_checks(self) -> dict[str, Callable[[], None]]:

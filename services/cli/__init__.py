@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from services.cli import mailbox, ops, pipeline, requests
+from services.cli import mailbox, ops, pipeline, requests, web
 from services.cli import reply as reply_cli
 from services.cli import smtp as smtp_cli
 from services.cli import templates as templates_cli
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register(sub)
     mailbox.register(sub)
     requests.register(sub)
+    web.register(sub)
     reply_cli.register(sub)  # adds `requests reply`: after requests
     smtp_cli.register(sub)
     templates_cli.register(sub)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from services.app import STAGES, App
@@ -28,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    App.from_env().run(list(STAGES))
+    # The admin web joins the one-process mode unless DESKMAIL_WEB=0.
+    web = ["web"] if os.environ.get("DESKMAIL_WEB", "1") != "0" else []
+    App.from_env().run([*STAGES, *web])
     return 0
 
 
