@@ -168,12 +168,12 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - isolate the message that fails
             if len(decoded) == 1:
                 self._fail(*decoded[0], exc)
-                return
-            for item in decoded:
-                try:
-                    self._handle_and_ack([item])
-                except Exception as one_exc:  # noqa: BLE001
-                    self._fail(*item, one_exc)
+            else:
+                for item in decoded:
+                    try:
+                        self._handle_and_ack([item])
+                    except Exception as one_exc:  # noqa: BLE001
+                        self._fail(*item, one_exc)
         # One observation per message, so the histogram's count is the number
         # of messages handled and its rate the stage's throughput.
         per_message = (time.perf_counter() - started) / len(decoded)
