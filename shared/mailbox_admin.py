@@ -80,10 +80,14 @@ def _check_address(conn: psycopg.Connection, address: Any, mailbox_id: int | Non
 def save(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
          mailbox_id: int | None = None) -> int:
     """Create (mailbox_id None) or update a mailbox from a front end's input; its id."""
-    values, password = coerce(raw)
-    errors: dict[str, str] = {}
+    try:
+        values, password = coerce(raw)
+        errors: dict[str, str] = {}
+    except InvalidSetting as exc:  # go on without those fields, so one answer lists every problem
+        errors = dict(exc.errors)
+        values, password = coerce({k: v for k, v in raw.items() if k not in exc.errors})
     if mailbox_id is None:
-        errors.update({n: "is required" for n in REQUIRED if n not in values})
+        errors.update({n: "is required" for n in REQUIRED if n not in values and n not in errors})
     else:
         _existing(conn, mailbox_id)
     errors.update(_check_references(conn, values))

@@ -10,9 +10,10 @@ import sys
 from typing import Any
 
 from services.app import App
-from shared import mailboxes
+from shared import categories, mailbox_admin, mailboxes, smtp_settings
 from shared.db import transaction
 from shared.mailboxes import InvalidSetting
+from shared.service_errors import Conflict
 
 FIELDS = {
     # option: (column, type, help)
@@ -23,13 +24,13 @@ FIELDS = {
     "host": ("host", str, "IMAP/POP3 server (for maildir: the Maildir's path)"),
     "username": ("username", str, "login name"),
     "type": ("account_type", str, "imap, pop3 or maildir"),
-    "port": ("port", int, "port (default: 143/993 for IMAP, 110/995 for POP3)"),
+    "port": ("port", str, "port (default: 143/993 for IMAP, 110/995 for POP3)"),
     "security": ("security", str, "none, starttls or tls (default tls)"),
     "category": ("category_id", str, "default category (name; created if missing)"),
     "smtp": ("smtp_id", str, "'system' for the system default SMTP, or the name of custom SMTP settings"),
-    "poll-interval": ("poll_interval", int, "seconds between polls (default 60)"),
-    "max-per-poll": ("max_per_poll", int, "messages imported per poll at most (default 500)"),
-    "max-message-bytes": ("max_message_bytes", int, "larger mail is imported as headers only (default 25 MB)"),
+    "poll-interval": ("poll_interval", str, "seconds between polls (default 60)"),
+    "max-per-poll": ("max_per_poll", str, "messages imported per poll at most (default 500)"),
+    "max-message-bytes": ("max_message_bytes", str, "larger mail is imported as headers only (default 25 MB)"),
 }
 FLAGS = {
     "archive": ("archive", "move imported mail to the archive folder (IMAP); --no-archive deletes it"),
@@ -80,29 +81,27 @@ def _password(args: argparse.Namespace, required: bool) -> str | None:
 
 
 def _resolve(conn: Any, values: dict[str, Any]) -> None:
-    """Names to ids for the category and the SMTP settings."""
+    """Names to ids for the category (created if missing) and the SMTP settings."""
     if isinstance(values.get("category_id"), str):
-        row = conn.execute(
-            "INSERT INTO categories (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
-            " RETURNING id", (values["category_id"],)).fetchone()
-        values["category_id"] = row["id"]
+        values["category_id"] = categories.ensure(conn, values["category_id"])
     if isinstance(values.get("smtp_id"), str):
         if values["smtp_id"] == "system":
             values["smtp_id"] = None
         else:
-            row = conn.execute("SELECT id FROM smtp_settings WHERE name = %s AND NOT is_system",
-                               (values["smtp_id"],)).fetchone()
-            if row is None:
+            row = smtp_settings.find(conn, values["smtp_id"])
+            if row is None or row["is_system"]:
                 raise InvalidSetting({"smtp_id": f"no SMTP settings named {values['smtp_id']!r}"})
             values["smtp_id"] = row["id"]
 
 
 def cmd_save(args: argparse.Namespace) -> int:
+    # Numbers stay text here: shared.mailbox_admin reads them, so a wrong
+    # value gets the same message as in the admin web and the API.
     values: dict[str, Any] = {}
     for opt, (col, _, _) in FIELDS.items():
         value = getattr(args, opt.replace("-", "_"))
         if value is not None:
-            values[col] = value.lower() if col in ("account_type", "security") else value
+            values[col] = value
     for opt, (col, _) in FLAGS.items():
         value = getattr(args, opt.replace("-", "_"))
         if value is not None:
@@ -113,20 +112,13 @@ def cmd_save(args: argparse.Namespace) -> int:
     try:
         with transaction(app.pool) as conn:
             _resolve(conn, values)
-            if editing:
-                mailboxes.update(conn, app.keys, args.id, values, password)
-                mailbox_id = args.id
-            else:
-                missing = [o for o, (c, _, _) in FIELDS.items()
-                           if c in ("from_name", "address", "host", "username", "account_type") and c not in values]
-                if missing:
-                    raise InvalidSetting({m: "is required" for m in missing})
-                mailbox_id = mailboxes.create(conn, app.keys, values, password)
+            mailbox_id = mailbox_admin.save(conn, app.keys, {**values, "password": password},
+                                            args.id if editing else None)
     except InvalidSetting as exc:
         for field, message in exc.errors.items():
             print(f"error: {field}: {message}", file=sys.stderr)
         return 2
-    except LookupError as exc:
+    except (LookupError, Conflict) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"mailbox {mailbox_id} {'updated' if editing else 'added'}")
