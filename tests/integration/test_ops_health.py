@@ -102,7 +102,7 @@ def test_readyz_fails_when_the_broker_or_the_database_is_unreachable(settings):
         assert all(p.poll() is None for p in procs), "a stage exited instead of waiting for its dependency"
     finally:
         for p in procs:
-            p.terminate()
+            p.kill()  # shutdown is not the point here (see test_ops_shutdown.py)
         for p in procs:
             p.wait(30)
 
