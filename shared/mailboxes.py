@@ -102,8 +102,14 @@ def validate(values: dict[str, Any]) -> dict[str, str]:
             errors["from_name"] = "; ".join(str(p) for p in problems)
     if values.get("archive") and kind == "pop3":
         errors["archive"] = "archiving works with IMAP only; POP3 mailboxes delete imported mail"
-    if values.get("archive") and not str(values.get("archive_folder") or "").strip():
+    archive_folder = str(values.get("archive_folder") or "").strip()
+    if values.get("archive") and not archive_folder:
         errors["archive_folder"] = "must not be empty when archive is on"
+    elif values.get("archive") and archive_folder.upper() == str(values.get("folder") or "").strip().upper():
+        # Moving mail into the folder it is imported from would import it again, forever.
+        errors["archive_folder"] = "must differ from the folder mail is imported from"
+    if kind == "pop3" and str(values.get("folder") or "").strip().upper() != "INBOX":
+        errors["folder"] = "POP3 has no folders; leave it at INBOX (use IMAP to import from another folder)"
     for name in ("poll_interval", "max_per_poll", "max_message_bytes"):
         value = values.get(name)
         if not isinstance(value, int) or value <= 0:

@@ -17,6 +17,8 @@ of the mailbox is imported, and the next poll tries the message again.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -52,6 +54,53 @@ class PollResult:
     removed: int = 0
     republished: int = 0
     skipped: list[str] = field(default_factory=list)  # one plain-words line per unfetchable message
+
+
+def _ahead(items: Iterator[Fetched], depth: int) -> Iterator[Fetched]:
+    """Run `items` in a thread, up to `depth` items ahead of the consumer.
+
+    The next batch is fetched from the server while this one is written to
+    PostgreSQL and confirmed by the broker: the import's time is then the
+    slower of the two, not their sum. The remote is used by that thread
+    only, and it has finished when this generator ends, however it ends.
+    """
+    handoff: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put(("item", item), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            outcome: tuple[str, object] = ("end", None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            outcome = ("error", exc)
+        while not stop.is_set():
+            try:
+                handoff.put(outcome, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="fetch-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join()
 
 
 def open_remote(mailbox: Mailbox) -> Remote:
@@ -91,7 +140,7 @@ class Poller:
         known = store.known_ids(self.pool, mailbox.id, folder, uidvalidity, listed)
         new = [i for i in listed if i not in known][: mailbox.max_per_poll]
         pending: list[Fetched] = []
-        for item in self._fetch(remote, new, mailbox.max_message_bytes):
+        for item in _ahead(self._fetch(remote, new, mailbox.max_message_bytes), BATCH):
             if item.error is not None:
                 result.skipped.append(f"message {item.remote_id}: {item.error}")
                 UNFETCHABLE.labels(str(mailbox.id)).inc()
