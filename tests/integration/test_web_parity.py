@@ -1,0 +1,145 @@
+# ruff: noqa: F811 - fixtures are imported from web_support by name
+"""Parity: every field of the seed page is set and read back the same through the form, the API
+and the CLI, and an invalid value gets the same message from each of the three."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import pytest
+
+from services.cli import main as cli
+from shared import categories, smtp_settings
+from shared.db import transaction
+from tests.integration.web_support import admin, api, browser_client, web_app  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+# The seed page's fields, as each front end spells them.
+SEED = {
+    "from_name": "{{ agent.name if agent else mailbox.name }} at ACME",
+    "folder": "Support/Incoming",
+    "archive": True,
+    "archive_folder": "Done",
+    "host": "imap.acme.test",
+    "username": "helpdesk",
+    "account_type": "imap",
+    "port": 10993,
+    "security": "starttls",
+    "allow_self_signed": True,
+    "auto_reply": True,
+}
+
+
+@pytest.fixture
+def refs(app):
+    with transaction(app.pool) as conn:
+        category = categories.create(conn, "Hardware")
+        smtp = smtp_settings.create(conn, app.keys, {"name": "relay", "host": "smtp.acme.test"}, None)
+    return {"category_id": category, "smtp_id": smtp}
+
+
+@pytest.fixture
+def cli_env(monkeypatch, settings):
+    import logging
+
+    # The CLI sets up its own log handler (on the captured stderr); put pytest's back afterwards.
+    saved = (list(logging.root.handlers), logging.root.level)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("AMQP_URL", settings.amqp_url)
+    monkeypatch.setenv("DESKMAIL_SECRET_KEY", settings.secret_key)
+    monkeypatch.setenv("DESKMAIL_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DESKMAIL_MAILBOX_PASSWORD", "pw-of-the-cli")
+    yield
+    logging.root.handlers[:] = saved[0]
+    logging.root.setLevel(saved[1])
+
+
+def _via_api(api, to: str, refs: dict, **over):
+    return api.post("/api/v1/mailboxes", json={**SEED, **refs, "address": to, "password": "pw", **over})
+
+
+
+def _form(to: str, refs: dict, csrf: str, **over) -> dict:
+    form = {k: str(v) for k, v in SEED.items() if not isinstance(v, bool)}
+    form.update({"address": to, "password": "pw", "archive": "on", "auto_reply": "on", "enabled": "on",
+                 "poll_interval": "60", "max_per_poll": "500", "max_message_bytes": "1000",
+                 "category_id": str(refs["category_id"]), "smtp_id": str(refs["smtp_id"]),
+                 "csrf_token": csrf, "action": "save"})
+    # allow_self_signed=True is "verify the certificate" left unticked: no verify_tls field.
+    form.update(over)
+    return form
+
+
+def _via_cli(capsys, to: str, **over) -> tuple[int, str]:
+    opts = {"from-name": SEED["from_name"], "address": to, "folder": SEED["folder"],
+            "archive-folder": SEED["archive_folder"], "host": SEED["host"], "username": SEED["username"],
+            "type": SEED["account_type"], "port": str(SEED["port"]), "security": SEED["security"],
+            "category": "Hardware", "smtp": "relay", **over}
+    argv = ["mailbox", "add", *[x for k, v in opts.items() for x in (f"--{k}", v)],
+            "--archive", "--auto-reply", "--allow-self-signed"]
+    capsys.readouterr()
+    code = cli(argv)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _expected(refs: dict) -> dict:
+    return {**SEED, **refs, "has_password": True}
+
+
+def test_every_seed_field_round_trips_through_api_form_and_cli(api, browser_client, refs, capsys, cli_env):
+    expected = _expected(refs)
+    by_api = _via_api(api, "api@acme.test", refs)
+    assert by_api.status_code == 201, by_api.text
+
+    page = browser_client.post("/mailboxes/new", data=_form("form@acme.test", refs, browser_client.csrf),
+                               follow_redirects=False)
+    assert page.status_code == 303, page.text
+    form_id = int(re.search(r"/mailboxes/(\d+)", page.headers["location"]).group(1))
+
+    code, out = _via_cli(capsys, "cli@acme.test")
+    assert code == 0, out
+    cli_id = int(re.search(r"mailbox (\d+) added", out).group(1))
+
+    for mailbox_id in (by_api.json()["id"], form_id, cli_id):
+        saved = api.get(f"/api/v1/mailboxes/{mailbox_id}").json()
+        assert {k: saved[k] for k in expected} == expected, mailbox_id
+
+    # Read back through the form page and the CLI as well.
+    shown = browser_client.get(f"/mailboxes/{cli_id}").text
+    for field in ("from_name", "folder", "archive_folder", "host", "username", "port"):
+        assert f'name="{field}"' in shown and html.escape(str(SEED[field])) in shown, field
+    assert 'name="verify_tls" >' in shown or 'name="verify_tls" ' in shown
+    assert 'name="verify_tls" checked' not in shown  # allow_self_signed is on: verification off
+    capsys.readouterr()
+    assert cli(["mailbox", "show", str(form_id), "--json"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)
+    assert {k: from_cli[k] for k in SEED} == SEED
+    assert from_cli["password"] == "(set, not shown)"
+
+
+@pytest.mark.parametrize(("field", "cli_opt", "bad"), [
+    ("port", "port", "abc"),
+    ("account_type", "type", "imap4"),
+    ("address", "address", "not-an-address"),
+    ("poll_interval", "poll-interval", "0"),
+    ("from_name", "from-name", "{{ customer.nmae }}"),
+])
+def test_an_invalid_value_gets_the_same_message_from_each(api, browser_client, refs, capsys, cli_env,
+                                                        field, cli_opt, bad):
+    address = "bad@acme.test"
+    from_api = _via_api(api, address, refs, **{field: bad})
+    assert from_api.status_code == 422
+    message = from_api.json()["errors"][field]
+
+    page = browser_client.post("/mailboxes/new", data=_form(address, refs, browser_client.csrf, **{field: bad}))
+    assert page.status_code == 422
+    shown = re.search(rf'<span class="field-error" id="{field}-error">(.*?)</span>', page.text, re.S)
+    assert shown and html.unescape(shown.group(1)) == message
+
+    code, out = _via_cli(capsys, address, **{cli_opt: bad})
+    assert code == 2
+    assert f"error: {field}: {message}" in out
