@@ -190,7 +190,7 @@ class ReplierStage:
         finally:
             self.sweeper.stop()
             sweep.join(timeout=10)
-            self.handler.sender.close()
+            self.handler.close()
 
     def stop(self) -> None:
         self.worker.stop()

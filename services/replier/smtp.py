@@ -19,10 +19,12 @@ Embedded mode without any SMTP settings writes mail to an outbox folder instead.
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import ssl
 import time
+from functools import cache
 from pathlib import Path
 
 from services.fetcher.tls import client_context
@@ -88,6 +90,18 @@ def _connect_problem(s: SmtpSettings, exc: BaseException) -> _Problem:
     return _Problem("connect", f"cannot talk to {where}: {exc}", False)
 
 
+@cache
+def _tls_context(allow_self_signed: bool, ca_file: str | None) -> ssl.SSLContext:
+    # Loading the system's CA certificates costs ~10 ms; contexts are reusable.
+    return client_context(allow_self_signed)
+
+
+@cache
+def _local_hostname() -> str:
+    # smtplib would look up our FQDN (DNS) on every new session.
+    return socket.getfqdn()
+
+
 def _steps(s: SmtpSettings, timeout: float, report: list[tuple[str, bool, str]] | None
            ) -> smtplib.SMTP:
     """Open an authenticated session; raise _Problem at the first step that fails."""
@@ -95,14 +109,16 @@ def _steps(s: SmtpSettings, timeout: float, report: list[tuple[str, bool, str]] 
         if report is not None:
             report.append((step, True, detail))
 
-    context = client_context(s.allow_self_signed)
     try:
         if s.security == "tls":
+            context = _tls_context(s.allow_self_signed, os.environ.get("DESKMAIL_CA_FILE"))
             client: smtplib.SMTP = smtplib.SMTP_SSL(
-                s.host, s.effective_port, timeout=timeout, context=context)
+                s.host, s.effective_port, local_hostname=_local_hostname(), timeout=timeout,
+                context=context)
             ok("connect", f"connected to {_where(s)} over SSL/TLS")
         else:
-            client = smtplib.SMTP(s.host, s.effective_port, timeout=timeout)
+            client = smtplib.SMTP(s.host, s.effective_port, local_hostname=_local_hostname(),
+                                  timeout=timeout)
             ok("connect", f"connected to {_where(s)}")
         code, resp = client.ehlo()
         if code != 250:
@@ -121,6 +137,7 @@ def _steps(s: SmtpSettings, timeout: float, report: list[tuple[str, bool, str]] 
                 raise _Problem("starttls", f"{s.host} does not offer STARTTLS; Deskmail never"
                                " falls back to plain text (use --security none only on a trusted"
                                " network)", True)
+            context = _tls_context(s.allow_self_signed, os.environ.get("DESKMAIL_CA_FILE"))
             code, resp = client.starttls(context=context)
             client.ehlo()
             ok("starttls", "STARTTLS done, certificate "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ from shared.worker import Output
 log = logging.getLogger(__name__)
 
 STALE_SENDING = 120.0  # seconds: a staff reply 'sending' longer than this was abandoned
+LANES = 4  # mails sent side by side: sending is mostly waiting for the SMTP server and the database
 _COUNTED_STATES = ("pending", "sending", "sent", "unknown")  # toward the rate limit
 
 
@@ -79,11 +81,14 @@ class ReplierHandler:
     stage = "reply"
 
     def __init__(self, settings: Settings, pool: ConnectionPool, keys: Keys,
-                 sender: Sender | None = None) -> None:
+                 sender: Sender | None = None, lanes: int = LANES) -> None:
         self.settings = settings
         self.pool = pool
         self.keys = keys
         self.sender = sender or Sender()
+        # Each lane has its own SMTP sessions and database connection.
+        self._senders = [self.sender, *(Sender(self.sender.timeout) for _ in range(lanes - 1))]
+        self._lanes = ThreadPoolExecutor(lanes, "replier-lane") if lanes > 1 else None
         self.windows = rate_windows(settings)
         self.outbox = settings.outbox_dir or (settings.data_dir / "outbox")
         self.stale_sending = STALE_SENDING
@@ -124,32 +129,42 @@ class ReplierHandler:
             decided = [(row, *_recipient(row)) for row in wanted]
             recent = self._recent_auto_replies(conn, [a for _, a, _, _ in decided if a])
             now = conn.execute("SELECT now() AS now").fetchone()["now"]
+            choices = []
             for row, address, name, reason in decided:
-                with bind(request_id=row["request_id"]):
+                if reason is None:
+                    parsed = (ParsedMessage.from_json(row["parsed"]) if row["parsed"]
+                              else ParsedMessage(unparsed="no parsed form recorded"))
+                    reason = auto_reply_refusal(parsed, own_addresses=own)
+                if reason is None:
+                    times = recent.setdefault(address.lower(), [])
+                    reason = rate_limit_refusal(times, now, self.windows)
                     if reason is None:
-                        parsed = (ParsedMessage.from_json(row["parsed"]) if row["parsed"]
-                                  else ParsedMessage(unparsed="no parsed form recorded"))
-                        reason = auto_reply_refusal(parsed, own_addresses=own)
-                    if reason is None:
-                        times = recent.setdefault(address.lower(), [])
-                        reason = rate_limit_refusal(times, now, self.windows)
-                        if reason is None:
-                            times.append(now)
-                    new = conn.execute(
-                        "INSERT INTO outgoing_mail (request_id, history_id, kind, to_address, to_name,"
-                        " state, reason) VALUES (%s, %s, 'auto_reply', %s, %s, %s, %s)"
-                        " ON CONFLICT (request_id) WHERE kind = 'auto_reply' DO NOTHING RETURNING id",
-                        (row["request_id"], row["history_id"], address or "", name,
-                         "skipped" if reason else "pending", reason),
-                    ).fetchone()
-                    if new is None:  # another replica decided first; its decision stands
-                        continue
-                    if reason:
-                        metrics.NOT_SENT.labels("auto_reply", "skipped").inc()
-                        log.info("auto-reply not sent",
-                                 extra={"reason": reason, "to": address, "outgoing_id": new["id"]})
-                    else:
-                        to_send.append(new["id"])
+                        times.append(now)
+                choices.append((row["request_id"], row["history_id"], address or "", name,
+                                "skipped" if reason else "pending", reason))
+            # One statement for the batch; a row another replica inserted first
+            # is left alone (its decision stands) and not returned here.
+            inserted = conn.execute(
+                "INSERT INTO outgoing_mail (request_id, history_id, kind, to_address, to_name,"
+                " state, reason) SELECT r, h, 'auto_reply', a, n, s, why FROM unnest("
+                "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                " AS c(r, h, a, n, s, why)"
+                " ON CONFLICT (request_id) WHERE kind = 'auto_reply' DO NOTHING"
+                " RETURNING id, request_id, to_address, state, reason",
+                [list(col) for col in zip(*choices, strict=True)],
+            ).fetchall()
+            by_request = {r["request_id"]: r for r in inserted}
+            for request_id, *_ in choices:
+                new = by_request.get(request_id)
+                if new is None:
+                    continue
+                if new["state"] == "skipped":
+                    metrics.NOT_SENT.labels("auto_reply", "skipped").inc()
+                    log.info("auto-reply not sent", extra={
+                        "request_id": request_id, "reason": new["reason"],
+                        "to": new["to_address"], "outgoing_id": new["id"]})
+                else:
+                    to_send.append(new["id"])
         return to_send
 
     def _recent_auto_replies(self, conn: psycopg.Connection, addresses: list[str]
@@ -157,9 +172,9 @@ class ReplierHandler:
         """Recipient -> when earlier auto-replies to it were made, inside the longest window."""
         keys = sorted({a.lower() for a in addresses})
         # Sorted: two batches lock in the same order and never deadlock.
-        for key in keys:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                         (f"auto-reply:{key}",))
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended('auto-reply:' || k, 0)"
+            " AS h FROM unnest(%s::text[]) AS k ORDER BY k) AS ordered", (keys,))
         longest = max(span for span, _ in self.windows)
         recent: dict[str, list[Any]] = {}
         for r in conn.execute(
@@ -175,13 +190,39 @@ class ReplierHandler:
 
     def _send_all(self, ids: list[int]) -> None:
         """Send each mail; record sent ones in one transaction; re-raise the first transient error."""
+        lanes = [ids[i::len(self._senders)] for i in range(len(self._senders))]
+        lanes = [lane for lane in lanes if lane]
+        if self._lanes is None or len(lanes) == 1:
+            self._send_lane(0, ids)
+            return
+        futures = [self._lanes.submit(self._send_lane, i, lane) for i, lane in enumerate(lanes)]
+        errors = [f.exception() for f in futures]
+        # Permanent and unexpected errors first: they say more than a transient one.
+        for exc in sorted((e for e in errors if e is not None),
+                          key=lambda e: isinstance(e, Transient)):
+            raise exc
+
+    def close(self) -> None:
+        if self._lanes is not None:
+            self._lanes.shutdown(wait=True)
+        for sender in self._senders:
+            sender.close()
+
+    def _send_lane(self, lane: int, ids: list[int]) -> None:
+        # One connection per lane, in autocommit: each mail's 'sending' claim
+        # is one statement, durable before its DATA.
         with self.pool.connection() as conn:
-            rows = conn.execute(_SEND_SQL, (ids,)).fetchall()
-            conn.commit()
-            by_id = {r["outgoing_id"]: r for r in rows}
-            smtps = self._smtp_settings(conn, {r["smtp_id"] for r in rows})
-            tmpls = template_store.effective_many(conn, {(r["mailbox_id"], r["kind"]) for r in rows})
-            conn.commit()
+            conn.autocommit = True
+            try:
+                self._send_batch(conn, self._senders[lane], ids)
+            finally:
+                conn.autocommit = False
+
+    def _send_batch(self, conn: psycopg.Connection, sender: Sender, ids: list[int]) -> None:
+        rows = conn.execute(_SEND_SQL, (ids,)).fetchall()
+        by_id = {r["outgoing_id"]: r for r in rows}
+        smtps = self._smtp_settings(conn, {r["smtp_id"] for r in rows})
+        tmpls = template_store.effective_many(conn, {(r["mailbox_id"], r["kind"]) for r in rows})
         sent: list[_Prepared] = []
         first_transient: Transient | None = None
         try:
@@ -191,7 +232,7 @@ class ReplierHandler:
                     raise Permanent(f"no outgoing mail {oid}")
                 with bind(request_id=row["request_id"], outgoing_id=oid, kind=row["kind"]):
                     try:
-                        done = self._send_one(row, smtps.get(row["smtp_id"]),
+                        done = self._send_one(conn, sender, row, smtps.get(row["smtp_id"]),
                                               tmpls[(row["mailbox_id"], row["kind"])])
                     except Transient as exc:
                         first_transient = first_transient or exc
@@ -200,7 +241,7 @@ class ReplierHandler:
                         sent.append(done)
         finally:
             if sent:
-                self._record_sent(sent)
+                self._record_sent(conn, sent)
         if first_transient is not None:
             raise first_transient
 
@@ -214,16 +255,16 @@ class ReplierHandler:
                 out[smtp_id] = exc
         return out
 
-    def _send_one(self, row: dict[str, Any], smtp: SmtpSettings | Exception | None,
+    def _send_one(self, conn: psycopg.Connection, sender: Sender, row: dict[str, Any], smtp: SmtpSettings | Exception | None,
                   tmpl: templates.Template) -> _Prepared | None:
         oid = row["outgoing_id"]
         message_id = row["message_id"] or self._message_id(row)
-        if not self._claim(oid, message_id):
+        if not self._claim(conn, oid, message_id):
             return None
         try:
             prepared = self._prepare(row, tmpl, message_id)
         except (templates.RenderError, ValueError, TypeError) as exc:
-            self._failed(row, f"could not be written: {exc}")
+            self._failed(conn, row, f"could not be written: {exc}")
             return None
         try:
             if isinstance(smtp, Exception):
@@ -234,20 +275,20 @@ class ReplierHandler:
                                     " `deskmail smtp set-system` or give the mailbox its own")
                 write_outbox(self.outbox, message_id, prepared.data)
             else:
-                self.sender.send(smtp, row["mailbox_address"], [row["to_address"]], prepared.data)
+                sender.send(smtp, row["mailbox_address"], [row["to_address"]], prepared.data)
         except Transient as exc:
             # Nothing was accepted: the mail may go again, with the same Message-ID.
-            self._set(oid, "pending", str(exc))
+            self._set(conn, oid, "pending", str(exc))
             log.warning("mail not sent yet, will retry", extra={"reason": str(exc)})
             raise
         except Refused as exc:
-            self._failed(row, f"refused: {exc}")
+            self._failed(conn, row, f"refused: {exc}")
             return None
         except Ambiguous as exc:
             if row["kind"] == "auto_reply":
-                self._unknown(row, str(exc))
+                self._unknown(conn, row, str(exc))
                 return None
-            self._set(oid, "pending", f"{exc}; will be sent again with the same Message-ID")
+            self._set(conn, oid, "pending", f"{exc}; will be sent again with the same Message-ID")
             raise Transient(str(exc)) from exc
         return prepared
 
@@ -261,28 +302,28 @@ class ReplierHandler:
             return make_message_id(row["request_id"], row["outgoing_id"],
                                    self.keys.message_id_key, self.settings.mail_domain)
 
-    def _claim(self, oid: int, message_id: str) -> bool:
+    def _claim(self, conn: psycopg.Connection, oid: int, message_id: str) -> bool:
         """Commit 'sending' before any byte goes out; False when this mail must not be sent now."""
-        with transaction(self.pool) as conn:
-            claimed = conn.execute(
-                "UPDATE outgoing_mail SET state = 'sending', message_id = %s,"
-                " attempts = attempts + 1, updated_at = now()"
-                " WHERE id = %s AND (state = 'pending' OR (state = 'sending'"
-                " AND kind = 'staff_reply' AND updated_at < now() - make_interval(secs => %s)))"
-                " RETURNING id",
-                (message_id, oid, self.stale_sending),
-            ).fetchone()
-            if claimed is not None:
-                return True
-            row = conn.execute(
-                "SELECT o.*, m.address AS mailbox_address FROM outgoing_mail o"
-                " JOIN requests r ON r.id = o.request_id JOIN mailboxes m ON m.id = r.mailbox_id"
-                " WHERE o.id = %s", (oid,)).fetchone()
+        # The connection is in autocommit: the UPDATE is durable when it returns.
+        claimed = conn.execute(
+            "UPDATE outgoing_mail SET state = 'sending', message_id = %s,"
+            " attempts = attempts + 1, updated_at = now()"
+            " WHERE id = %s AND (state = 'pending' OR (state = 'sending'"
+            " AND kind = 'staff_reply' AND updated_at < now() - make_interval(secs => %s)))"
+            " RETURNING id",
+            (message_id, oid, self.stale_sending),
+        ).fetchone()
+        if claimed is not None:
+            return True
+        row = conn.execute(
+            "SELECT o.*, m.address AS mailbox_address FROM outgoing_mail o"
+            " JOIN requests r ON r.id = o.request_id JOIN mailboxes m ON m.id = r.mailbox_id"
+            " WHERE o.id = %s", (oid,)).fetchone()
         if row is None or row["state"] != "sending":
             return False  # sent, failed, skipped or unknown: nothing to do
         if row["kind"] == "auto_reply":
             # We may have died after the server took it: at most once.
-            self._unknown({**row, "outgoing_id": oid},
+            self._unknown(conn, {**row, "outgoing_id": oid},
                           "the replier stopped while sending it; not sent again")
             return False
         raise Transient("another replier is sending this staff reply; checking again later")
@@ -332,8 +373,8 @@ class ReplierHandler:
 
     # -- recording outcomes -------------------------------------------------
 
-    def _record_sent(self, sent: list[_Prepared]) -> None:
-        with transaction(self.pool) as conn:
+    def _record_sent(self, conn: psycopg.Connection, sent: list[_Prepared]) -> None:
+        with conn.transaction():
             updated = {
                 r["id"] for r in conn.execute(
                     "UPDATE outgoing_mail SET state = 'sent', sent_at = now(), updated_at = now(),"
@@ -353,23 +394,24 @@ class ReplierHandler:
         log.info("mails sent", extra={"count": len(entries),
                                       "message_ids": [p.message_id for p in entries][:10]})
 
-    def _set(self, oid: int, state: str, reason: str | None) -> None:
-        with transaction(self.pool) as conn:
+    def _set(self, conn: psycopg.Connection, oid: int, state: str, reason: str | None) -> None:
+        with conn.transaction():
             conn.execute("UPDATE outgoing_mail SET state = %s, reason = %s, updated_at = now()"
                          " WHERE id = %s", (state, reason, oid))
 
-    def _failed(self, row: dict[str, Any], reason: str) -> None:
-        self._conclude(row, "failed", reason, "was not sent")
+    def _failed(self, conn: psycopg.Connection, row: dict[str, Any], reason: str) -> None:
+        self._conclude(conn, row, "failed", reason, "was not sent")
         log.error("mail not sent", extra={"reason": reason, "to": row["to_address"]})
 
-    def _unknown(self, row: dict[str, Any], reason: str) -> None:
-        self._conclude(row, "unknown", reason, "may or may not have been sent")
+    def _unknown(self, conn: psycopg.Connection, row: dict[str, Any], reason: str) -> None:
+        self._conclude(conn, row, "unknown", reason, "may or may not have been sent")
         log.warning("auto-reply left unknown", extra={"reason": reason, "to": row["to_address"]})
 
-    def _conclude(self, row: dict[str, Any], state: str, reason: str, what: str) -> None:
+    def _conclude(self, conn: psycopg.Connection, row: dict[str, Any], state: str, reason: str,
+                  what: str) -> None:
         """A final state other than sent: on the row, on the request's history, in metrics."""
         kind = row["kind"]
-        with transaction(self.pool) as conn:
+        with conn.transaction():
             done = conn.execute(
                 "UPDATE outgoing_mail SET state = %s, reason = %s, updated_at = now()"
                 " WHERE id = %s AND state IN ('pending', 'sending') RETURNING id",
