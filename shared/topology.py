@@ -29,6 +29,8 @@ STAGES = ("parse", "ticket", "reply")
 # A message that crashes its worker process (OOM, segfault) is redelivered by
 # the broker without our code seeing an error; this bounds that loop.
 DELIVERY_LIMIT = 10
+# The dead-letter queues have no consumer: only `deskmail dead-letters` reads them.
+DEAD_DELIVERY_LIMIT = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,11 @@ class Topology:
             self.dead_exchange,
             routing_key=stage,
             durable=True,
-            queue_arguments={"x-queue-type": "quorum"},
+            # Operators read dead letters with basic.get and hand them back by
+            # closing the channel; quorum queues count every such return as a
+            # delivery, and RabbitMQ 4.x drops a message past its default
+            # limit of 20. A dead letter must survive any number of looks.
+            queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": DEAD_DELIVERY_LIMIT},
         )
 
     def all_queues(self) -> list[Queue]:

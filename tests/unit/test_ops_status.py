@@ -107,3 +107,8 @@ def test_worker_log_lines_carry_the_event_ids():
         [line] = [x for x in lines if x["event"] == event]
         assert (line["raw_id"], line["mailbox_id"]) == (5, 2), line
     assert not any("raw_id" in x for x in lines if x["event"] in ("consuming", "stopped"))
+
+
+def test_looking_at_a_dead_letter_never_drops_it():
+    # Each `list` returns the message once, and quorum queues count returns as deliveries.
+    assert Topology("x").dead_queue("parse").queue_arguments["x-delivery-limit"] >= 10**9
