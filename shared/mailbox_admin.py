@@ -219,9 +219,12 @@ def unsaved(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
     full = {**base, **values}
     errors = {n: "is required" for n in REQUIRED if not full.get(n)}
     errors = {**errors, **mailboxes.validate(full)}
-    # Only what a connection needs must be valid to test it.
+    # Only what a connection needs must be valid to test it (and the SMTP choice, for its login).
     errors = {k: v for k, v in errors.items()
               if k in ("account_type", "security", "port", "host", "username", "folder", "archive_folder")}
+    smtp = full.get("smtp_id")
+    if smtp is not None and (not isinstance(smtp, int) or isinstance(smtp, bool)):
+        errors["smtp_id"] = f"must be an id (a whole number) or empty, not {smtp!r}"
     if errors:
         raise InvalidSetting(errors)
     mailbox = Mailbox(id=mailbox_id or 0, **{k: full[k] for k in EDITABLE})
@@ -252,15 +255,25 @@ def smtp_steps(smtp: Any) -> list[Step]:
     return [Step(f"smtp_{step}", ok, detail) for step, ok, detail in check(smtp)]
 
 
-def folders(mailbox: Mailbox) -> list[str]:
-    """The folders of an IMAP account (POP3 has only its inbox)."""
+def folders(mailbox: Mailbox) -> dict[str, Any]:
+    """{"ok", "folders", "step", "detail"}: the folders of an IMAP account, or the step that failed.
+
+    POP3 has only its inbox.
+    """
     from services.fetcher.poll import open_remote
+    from services.fetcher.remote import RemoteError
 
     if mailbox.account_type != "imap":
-        return [mailbox.folder]
-    remote = open_remote(mailbox)
+        return {"ok": True, "folders": [mailbox.folder], "step": None, "detail": None}
     try:
-        return sorted(remote.list_folders())  # type: ignore[attr-defined]
+        remote = open_remote(mailbox)
+    except RemoteError as exc:
+        return {"ok": False, "folders": [], "step": exc.step, "detail": str(exc).split(": ", 1)[-1]}
+    try:
+        return {"ok": True, "folders": sorted(remote.list_folders()),  # type: ignore[attr-defined]
+                "step": None, "detail": None}
+    except RemoteError as exc:
+        return {"ok": False, "folders": [], "step": exc.step, "detail": str(exc).split(": ", 1)[-1]}
     finally:
         remote.close()
 

@@ -99,7 +99,7 @@ def test_saved(mailbox_id: int, c: Ctx, body: OptionalMailbox = None) -> dict[st
 def run_folders(c: WebContext, values: dict[str, Any], mailbox_id: int | None) -> dict[str, Any]:
     with c.tx() as conn:
         mailbox = mailbox_admin.unsaved(conn, c.keys, values, mailbox_id)
-    return {"folders": mailbox_admin.folders(mailbox)}
+    return mailbox_admin.folders(mailbox)
 
 
 @router.post("/mailboxes/folders", response_model=Folders, summary="List the folders of unsaved values")

@@ -42,6 +42,7 @@ ERROR_SCHEMAS = {
 def _error_responses() -> dict[int | str, dict[str, Any]]:
     ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     return {
+        400: {"description": "the body is not valid JSON", "content": ref},
         401: {"description": "no valid session or bearer token", "content": ref},
         403: {"description": "CSRF token missing or wrong (cookie sessions only)", "content": ref},
         404: {"description": "no such thing", "content": ref},

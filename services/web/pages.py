@@ -213,7 +213,10 @@ def _mailbox_post(request: Request, c: WebContext, form: dict[str, str], mailbox
         if action == "test":
             result = api_mailboxes.run_test(c, mailbox_form_values(form), mailbox_id)
         elif action == "folders":
-            folder_list = api_mailboxes.run_folders(c, mailbox_form_values(form), mailbox_id)["folders"]
+            listed = api_mailboxes.run_folders(c, mailbox_form_values(form), mailbox_id)
+            folder_list = listed["folders"]
+            if not listed["ok"]:
+                result = {"ok": False, "steps": [{"step": listed["step"], "ok": False, "detail": listed["detail"]}]}
         elif action == "send_test":
             result = mailbox_admin.send_test_mail_from(c.pool, c.keys, mailbox_form_values(form),
                                                        smtp_form_values(form), mailbox_id, form.get("test_to", ""))

@@ -101,7 +101,10 @@ class TestResult(BaseModel):
 
 
 class Folders(BaseModel):
+    ok: bool
     folders: list[str]
+    step: str | None = Field(description="the step that failed (dns, tcp, tls, starttls, login, ...)")
+    detail: str | None
 
 
 class Poll(BaseModel):
