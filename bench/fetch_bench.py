@@ -99,7 +99,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 messages")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--security", choices=sorted(PORTS), default="none")
+    parser.add_argument("--batch", type=int, default=poll_module.BATCH, help="messages stored per transaction")
     args = parser.parse_args()
+    poll_module.BATCH = args.batch
     n = 1000 if args.quick else args.n
 
     messages = list(generate(n, args.seed))
