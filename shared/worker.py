@@ -91,7 +91,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 with connect(self.settings) as conn, connect(self.settings) as pub_conn:
-                    conn.ensure_connection(max_retries=3)
+                    conn.ensure_connection(max_retries=3, callback=self._abandon_if_stopping)
                     self.topology.declare(conn)
                     self.publisher = Publisher(pub_conn)
                     channel = conn.channel()
@@ -124,6 +124,11 @@ class Worker:
     def stop(self) -> None:
         """Finish and ack what is held, then leave the loop (SIGTERM)."""
         self.stopping.set()
+
+    def _abandon_if_stopping(self) -> None:
+        """Called by kombu about once a second while it waits to reconnect: SIGTERM wins."""
+        if self.stopping.is_set():
+            raise ConnectionAbortedError("stopping while the broker is unreachable")
 
     def _refresh_depths(self, conn: Connection) -> None:
         if time.monotonic() < self._next_depth:

@@ -100,6 +100,10 @@ def test_readyz_fails_when_the_broker_or_the_database_is_unreachable(settings):
         assert http_get(broker_port, "/healthz")[0] == 200
         assert http_get(db_port, "/healthz")[0] == 200
         assert all(p.poll() is None for p in procs), "a stage exited instead of waiting for its dependency"
+        # SIGTERM is not held up by the wait for the broker.
+        started = time.monotonic()
+        no_broker.terminate()
+        assert no_broker.wait(10) == 0 and time.monotonic() - started < 5
     finally:
         for p in procs:
             p.kill()  # shutdown is not the point here (see test_ops_shutdown.py)
