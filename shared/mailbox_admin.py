@@ -105,10 +105,34 @@ def save(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
             if mailbox_id is None:
                 return mailboxes.create(conn, keys, values, password)
             mailboxes.update(conn, keys, mailbox_id, values, password)
+            if password is not None or any(values.get(k) != current.get(k) for k in CONNECTION if k in values):
+                _let_go(conn, mailbox_id)
             return mailbox_id
     except psycopg.errors.UniqueViolation:
         raise Conflict(f"another mailbox already uses the address {values.get('address')}",
                        field="address") from None
+
+
+CONNECTION = ("host", "port", "security", "username", "account_type", "folder", "archive", "archive_folder",
+              "allow_self_signed")
+# How long a fetcher that holds the mailbox may take to notice that its lease
+# was taken back: it renews at least once per poll interval (capped at a
+# third of the 120 s lease) and within each poll.
+LET_GO_GRACE = 5
+
+
+def _let_go(conn: psycopg.Connection, mailbox_id: int) -> None:
+    """Make a fetcher still connected with the old settings let go (it may idle for minutes).
+
+    Its next lease renewal fails, so it closes the connection; no other fetcher
+    takes the mailbox before the grace period is over (invariant 5: one
+    connection at a time). The next poll connects with the new settings.
+    """
+    conn.execute(
+        "UPDATE mailboxes SET lease_owner = 'settings-changed',"
+        " lease_until = now() + make_interval(secs => least(poll_interval, 40) + %s)"
+        " WHERE id = %s AND lease_owner IS NOT NULL AND lease_until > now()",
+        (LET_GO_GRACE, mailbox_id))
 
 
 def _row(conn: psycopg.Connection, mailbox_id: int) -> dict[str, Any]:
