@@ -7,7 +7,7 @@ the same errors in the same words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import psycopg
@@ -50,6 +50,8 @@ class Mailbox:
     max_per_poll: int
     max_message_bytes: int
     password: str | None = None  # decrypted only when a connection needs it
+    auth_method: str = "password"  # or "oauth2": signs in with `oauth` (shared/oauth2)
+    oauth: Any = field(default=None, repr=False, compare=False)  # its TokenSource, set by shared.oauth2.login
 
     @property
     def effective_port(self) -> int:
@@ -62,8 +64,8 @@ class Mailbox:
 
     @classmethod
     def from_row(cls, row: dict[str, Any], keys: Keys | None = None) -> Mailbox:
-        names = {f.name for f in fields(cls)} - {"password"}
-        mailbox = cls(**{k: row[k] for k in names})
+        names = {f.name for f in fields(cls)} - {"password", "auth_method", "oauth"}
+        mailbox = cls(**{k: row[k] for k in names}, auth_method=row.get("auth_method") or "password")
         if keys is not None:
             mailbox.password = keys.decrypt(row.get("password_enc"))
         return mailbox

@@ -41,6 +41,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from services.fetcher.remote import Fetched, RemoteError
 from services.fetcher.tls import client_context
 from shared.mailboxes import Mailbox
+from shared.oauth2 import login as oauth_login
 
 BATCH = 500  # UIDs per FETCH / MOVE command
 BATCH_BYTES = 16 * 1024 * 1024  # ...and at most this much mail per FETCH: bounded memory
@@ -113,7 +114,10 @@ class ImapRemote:
         mailbox = self.mailbox
         self._client = _connect(mailbox)
         try:
-            self._client.login(mailbox.username, mailbox.password or "")
+            if mailbox.auth_method == "oauth2":
+                self._sign_in(mailbox)  # raises RemoteError itself
+            else:
+                self._client.login(mailbox.username, mailbox.password or "")
         except LoginError as exc:
             self._client.shutdown()
             raise RemoteError("login", f"the server refused the user name or password ({_text(exc)})", False) from exc
@@ -134,6 +138,21 @@ class ImapRemote:
             raise RemoteError("folder", f"folder {mailbox.folder!r} was renumbered (UIDVALIDITY changed) during the poll")
         self._uidvalidity = uidvalidity
         self._caps = set(self._client.capabilities())
+
+    def _sign_in(self, mailbox: Mailbox) -> None:
+        """OAuth2 (XOAUTH2 or OAUTHBEARER): a token, refreshed once if the server refuses it."""
+        if mailbox.oauth is None:
+            self._client.shutdown()
+            raise RemoteError("token", "this mailbox signs in with OAuth2 but has no OAuth2 settings", False)
+        try:
+            oauth_login.imap_sign_in(self._client._imap, self._client.capabilities(), mailbox.oauth,
+                                     mailbox.host, mailbox.effective_port)
+        except oauth_login.SignInError as exc:
+            self._client.shutdown()
+            raise RemoteError(exc.step, exc.message, exc.transient) from None
+        except (imaplib.IMAP4.abort, OSError) as exc:
+            self._client.shutdown()
+            raise RemoteError("login", f"the connection broke while signing in ({_text(exc)})") from None
 
     def reopen(self) -> None:
         """Connect again after the server dropped the connection (same folder, same UIDVALIDITY)."""

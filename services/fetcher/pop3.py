@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from services.fetcher.remote import Fetched, RemoteError
 from services.fetcher.tls import client_context
 from shared.mailboxes import Mailbox
+from shared.oauth2 import login as oauth_login
 
 TIMEOUT = 60.0
 # poplib refuses lines over 2,048 bytes; real mail (HTML without line breaks)
@@ -77,6 +78,9 @@ def _connect(mailbox: Mailbox) -> poplib.POP3:
         except (ssl.SSLError, OSError, poplib.error_proto) as exc:
             _drop(client)
             raise RemoteError("starttls", f"STLS with {host} failed: {exc}") from exc
+    if mailbox.auth_method == "oauth2":
+        _sign_in(client, mailbox)
+        return client
     try:
         client.user(mailbox.username)
         client.pass_(mailbox.password or "")
@@ -87,6 +91,21 @@ def _connect(mailbox: Mailbox) -> poplib.POP3:
         _drop(client)
         raise RemoteError("login", f"the connection broke while logging in ({exc})") from exc
     return client
+
+
+def _sign_in(client: poplib.POP3, mailbox: Mailbox) -> None:
+    """OAuth2 (XOAUTH2 or OAUTHBEARER): a token, refreshed once if the server refuses it."""
+    if mailbox.oauth is None:
+        _drop(client)
+        raise RemoteError("token", "this mailbox signs in with OAuth2 but has no OAuth2 settings", False)
+    try:
+        oauth_login.pop3_sign_in(client, mailbox.oauth, mailbox.host, mailbox.effective_port)
+    except oauth_login.SignInError as exc:
+        _drop(client)
+        raise RemoteError(exc.step, exc.message, exc.transient) from None
+    except (OSError, EOFError) as exc:
+        _drop(client)
+        raise RemoteError("login", f"the connection broke while signing in ({exc})") from None
 
 
 class Pop3Remote:

@@ -27,6 +27,7 @@ from services.fetcher.remote import Remote, RemoteError, can_idle
 from shared import metrics
 from shared.crypto import Keys
 from shared.mailboxes import Mailbox
+from shared.oauth2 import login as oauth_login
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Session:
         idling = False
         try:
             mailbox = Mailbox.from_row(row, self.keys)
+            mailbox.oauth = oauth_login.source_for(self.pool, self.keys, row, f"mailbox connect {mailbox_id}")
             remote = open_remote(mailbox)
             self._poll(poller, mailbox, remote, release=False)
             idling = can_idle(remote) and self.idle_slots.acquire(blocking=False)
