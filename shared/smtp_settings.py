@@ -42,6 +42,8 @@ class SmtpSettings:
     username: str | None
     password: str | None = field(default=None, repr=False)
     allow_self_signed: bool = False
+    auth_method: str = "password"  # or "oauth2": signs in with `oauth` (shared/oauth2)
+    oauth: Any = field(default=None, compare=False, repr=False)  # its TokenSource, if attached
 
     @property
     def effective_port(self) -> int:
@@ -53,6 +55,7 @@ class SmtpSettings:
             id=row["id"], name=row["name"], is_system=row["is_system"], host=row["host"],
             port=row["port"], security=row["security"], username=row["username"],
             password=keys.decrypt(row["password_enc"]), allow_self_signed=row["allow_self_signed"],
+            auth_method=row.get("auth_method") or "password",
         )
 
 

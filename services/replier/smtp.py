@@ -142,7 +142,9 @@ def _steps(s: SmtpSettings, timeout: float, report: list[tuple[str, bool, str]] 
             client.ehlo()
             ok("starttls", "STARTTLS done, certificate "
                + ("not checked (self-signed allowed)" if s.allow_self_signed else "verified"))
-        if s.username:
+        if s.auth_method == "oauth2":
+            _oauth_login(client, s, report)
+        elif s.username:
             if not client.has_extn("auth"):
                 raise _Problem("login", f"{s.host} does not offer login (AUTH)"
                                + (" over plain text; use STARTTLS or SSL/TLS"
@@ -165,6 +167,24 @@ def _steps(s: SmtpSettings, timeout: float, report: list[tuple[str, bool, str]] 
         client.close()
         raise _connect_problem(s, exc) from exc
     return client
+
+
+def _oauth_login(client: smtplib.SMTP, s: SmtpSettings, report: list[tuple[str, bool, str]] | None) -> None:
+    """XOAUTH2 or OAUTHBEARER with a token, refreshed once if refused; _Problem otherwise."""
+    from shared.oauth2 import login as oauth_login
+
+    if s.oauth is None:
+        raise _Problem("login", f"the SMTP settings {s.name!r} sign in with OAuth2 but have no OAuth2 settings", True)
+    try:
+        oauth_login.smtp_sign_in(client, s.oauth, s.host, s.effective_port)
+    except oauth_login.SignInError as exc:
+        if report is not None:
+            report.extend(step for step in s.oauth.steps if step[1])
+        # A grant that needs reconnecting keeps the mail waiting (retried, then
+        # dead-lettered for replay) rather than failing it for good.
+        raise _Problem(exc.step, exc.message, not (exc.transient or exc.needs_reconnect)) from None
+    if report is not None:
+        report.extend(s.oauth.steps)
 
 
 def open_session(s: SmtpSettings, timeout: float = TIMEOUT) -> smtplib.SMTP:

@@ -47,6 +47,7 @@ from shared.events import REPLY_QUEUED, REQUEST_CREATED, Event
 from shared.log import bind
 from shared.mailboxes import own_addresses
 from shared.msgid import make_message_id
+from shared.oauth2 import login as oauth_login
 from shared.parsed import ParsedMessage
 from shared.settings import Settings
 from shared.smtp_settings import SmtpSettings
@@ -250,7 +251,8 @@ class ReplierHandler:
         out: dict[int | None, SmtpSettings | Exception | None] = {}
         for smtp_id in ids:
             try:
-                out[smtp_id] = smtp_settings.for_mailbox(conn, self.keys, smtp_id)
+                out[smtp_id] = oauth_login.attach_smtp(self.pool, self.keys, conn,
+                                                       smtp_settings.for_mailbox(conn, self.keys, smtp_id))
             except SecretError as exc:
                 out[smtp_id] = exc
         return out

@@ -13,6 +13,7 @@ instead of a password login.
 
 from __future__ import annotations
 
+import dataclasses
 import imaplib
 import poplib
 import smtplib
@@ -45,6 +46,16 @@ def source_for(pool: Any, keys: Keys, row: dict[str, Any], owner: str) -> TokenS
     if row.get("auth_method") != "oauth2":
         return None
     return TokenSource(pool, keys, row.get("oauth_grant_id") or 0, str(row.get("username") or ""), owner)
+
+
+def attach_smtp(pool: Any, keys: Keys, conn: Any, settings: Any) -> Any:
+    """SMTP settings (frozen) with their TokenSource, if they sign in with OAuth2."""
+    if settings is None or getattr(settings, "auth_method", "password") != "oauth2":
+        return settings
+    row = conn.execute("SELECT id, auth_method, oauth_grant_id, username FROM smtp_settings WHERE id = %s",
+                       (settings.id,)).fetchone()
+    source = source_for(pool, keys, row or {}, f"smtp edit {settings.name} --refresh-token-stdin")
+    return dataclasses.replace(settings, oauth=source)
 
 
 def _sign_in(source: TokenSource, mechanism: str, attempt: Callable[[str], Answer], server: str) -> str:
