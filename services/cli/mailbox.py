@@ -10,9 +10,11 @@ import sys
 from typing import Any
 
 from services.app import App
+from services.cli import oauth2 as oauth_cli
 from shared import categories, mailbox_admin, mailboxes, smtp_settings
 from shared.db import transaction
 from shared.mailboxes import InvalidSetting
+from shared.oauth2 import login as oauth_login
 from shared.service_errors import Conflict
 
 FIELDS = {
@@ -52,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             a.add_argument(f"--{opt}", action=argparse.BooleanOptionalAction, default=None, help=help_)
         a.add_argument("--password-stdin", action="store_true",
                        help="read the password from standard input (else DESKMAIL_MAILBOX_PASSWORD, else a prompt)")
+        oauth_cli.add_options(a)
         a.set_defaults(func=cmd_save)
+    oauth_cli.register_connect(msub)
     a = msub.add_parser("list", help="list mailboxes with last poll, last error and counts")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_list)
@@ -107,13 +111,15 @@ def cmd_save(args: argparse.Namespace) -> int:
         if value is not None:
             values[col] = value
     editing = args.action == "edit"
-    password = _password(args, required=not editing)
+    secrets = oauth_cli.read_secrets(args)
+    password = _password(args, required=not editing and not oauth_cli.wants_oauth(args))
     app = App.from_env()
     try:
         with transaction(app.pool) as conn:
             _resolve(conn, values)
             mailbox_id = mailbox_admin.save(conn, app.keys, {**values, "password": password},
                                             args.id if editing else None)
+            note = oauth_cli.apply(conn, app.keys, args, "mailboxes", mailbox_id, secrets)
     except InvalidSetting as exc:
         for field, message in exc.errors.items():
             print(f"error: {field}: {message}", file=sys.stderr)
@@ -121,7 +127,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     except (LookupError, Conflict) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"mailbox {mailbox_id} {'updated' if editing else 'added'}")
+    print(f"mailbox {mailbox_id} {'updated' if editing else 'added'}" + (f"; {note}" if note else ""))
     return 0
 
 
@@ -155,12 +161,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     app = App.from_env()
     with app.pool.connection() as conn:
         row = conn.execute("SELECT * FROM mailboxes WHERE id = %s", (args.id,)).fetchone()
+        oauth = oauth_cli.show(conn, "mailboxes", args.id) if row else None
     if row is None:
         print(f"error: no mailbox {args.id}", file=sys.stderr)
         return 1
     has_password = row["password_enc"] is not None
     row = {k: v for k, v in row.items() if k not in ("password_enc", "lease_owner", "lease_until")}
     row["password"] = "(set, not shown)" if has_password else "(none)"
+    if oauth is not None:
+        row["oauth2"] = oauth
     if args.json:
         print(json.dumps(row, default=str, indent=2))
     else:
@@ -175,6 +184,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     app = App.from_env()
     with app.pool.connection() as conn:
         mailbox = mailboxes.get(conn, args.id, app.keys)
+        row = conn.execute("SELECT * FROM mailboxes WHERE id = %s", (args.id,)).fetchone()
+    mailbox.oauth = oauth_login.source_for(app.pool, app.keys, row or {}, f"mailbox connect {args.id}")
     ok = True
     for step, passed, detail in check_mailbox(mailbox):
         print(f"{'ok  ' if passed else 'FAIL'} {step:15} {detail}")
