@@ -23,9 +23,10 @@ import socket
 import statistics
 import time
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from bench.mailgen import generate
@@ -76,23 +77,18 @@ def _seed(url: str, keys: Keys, port: int, n: int) -> list[Event]:
         name, address = parseaddr(str(h.get("From", "")))
         refs = [r.strip("<>") for r in str(h.get("References", "")).split()]
         rows.append((i, name, address or f"anon{i}@example.com", str(h.get("Subject", ""))[:200],
-                     str(h.get("Message-ID", "")).strip("<>") or None, refs,
-                     getaddresses([str(h.get("Reply-To", ""))]) if h.get("Reply-To") else []))
+                     str(h.get("Message-ID", "")).strip("<>") or None, refs))
     with psycopg.connect(url, autocommit=False) as conn:
         conn.execute(
             "INSERT INTO mailboxes (from_name, address, host, username, account_type, auto_reply)"
             " VALUES ('{{ agent.name if agent else \"Example Support\" }}', %s, 'localhost', 'x',"
             " 'imap', true)", (SUPPORT,))
-        with conn.transaction():
-            pass
-        from psycopg.rows import dict_row
-
         conn.row_factory = dict_row
         smtp_settings.set_system(conn, keys, {"host": "127.0.0.1", "port": port,
                                               "security": "none"}, None)
         events = []
         with conn.cursor() as cur:
-            for i, name, address, subject, mid, refs, _reply_to in rows:
+            for i, name, address, subject, mid, refs in rows:
                 cust = cur.execute(
                     "INSERT INTO customers (address, name) VALUES (%s, %s)"
                     " ON CONFLICT (lower(address)) DO UPDATE SET name = EXCLUDED.name RETURNING id",
@@ -186,10 +182,8 @@ def main() -> None:
             time.sleep(0.05)
         received = count.value - before
         with pool.connection() as conn:
-            states = dict(conn.execute(
-                "SELECT state, count(*) FROM outgoing_mail GROUP BY state").fetchall()
-                and [(r["state"], r["count"]) for r in conn.execute(
-                    "SELECT state, count(*) FROM outgoing_mail GROUP BY state")])
+            states = {r["state"]: r["n"] for r in conn.execute(
+                "SELECT state, count(*) AS n FROM outgoing_mail GROUP BY state")}
         pool.close()
         q = statistics.quantiles(per_mail, n=100) if len(per_mail) > 1 else per_mail * 99
         print(f"events:      {n} request.created in batches of {args.batch}")
