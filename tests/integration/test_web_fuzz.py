@@ -36,7 +36,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=10, derandomize=True, deadline=None,
+@settings(max_examples=6, derandomize=True, deadline=None,
           suppress_health_check=list(HealthCheck))
 def test_api_answers_match_the_schema_and_never_5xx(case, admin):
     case.call_and_validate(
