@@ -93,7 +93,7 @@ def save(conn: psycopg.Connection, keys: Keys, grant_id: int | None, values: dic
     current = None
     if grant_id is not None:
         current = conn.execute("SELECT * FROM oauth_grants WHERE id = %s", (grant_id,)).fetchone()
-    full: dict[str, Any] = {"flow": "authorization_code", "mechanism": "auto"}
+    full: dict[str, Any] = {**dict.fromkeys(SETTINGS), "flow": "authorization_code", "mechanism": "auto"}
     if current is not None:
         full.update({k: current[k] for k in SETTINGS})
     full.update({k: v for k, v in values.items() if k in SETTINGS})
