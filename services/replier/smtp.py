@@ -175,16 +175,17 @@ def _oauth_login(client: smtplib.SMTP, s: SmtpSettings, report: list[tuple[str, 
 
     if s.oauth is None:
         raise _Problem("login", f"the SMTP settings {s.name!r} sign in with OAuth2 but have no OAuth2 settings", True)
+    first = len(s.oauth.steps)  # the steps of this sign-in, not of earlier sessions
     try:
         oauth_login.smtp_sign_in(client, s.oauth, s.host, s.effective_port)
     except oauth_login.SignInError as exc:
         if report is not None:
-            report.extend(step for step in s.oauth.steps if step[1])
+            report.extend(step for step in s.oauth.steps[first:] if step[1])
         # A grant that needs reconnecting keeps the mail waiting (retried, then
         # dead-lettered for replay) rather than failing it for good.
         raise _Problem(exc.step, exc.message, not (exc.transient or exc.needs_reconnect)) from None
     if report is not None:
-        report.extend(s.oauth.steps)
+        report.extend(s.oauth.steps[first:])
 
 
 def open_session(s: SmtpSettings, timeout: float = TIMEOUT) -> smtplib.SMTP:
