@@ -18,6 +18,7 @@ Test hooks (JSON bodies, JSON answers):
     POST /admin/revoke    {user}: that user's tokens and grants are revoked
     POST /admin/fault     {key: user or client_id, where: token|introspect|authorize, mode: none|drop|500|deny}
     GET  /admin/events?client_id=   what the token endpoint did for that client, in order
+    GET  /admin/tokens?client_id=   every token issued to that client (for leak checks)
     GET  /admin/ping
 
 HTTP/1.1 with keep-alive, as Dovecot's HTTP client reuses connections
@@ -146,6 +147,12 @@ class Handler(BaseHTTPRequestHandler):
         elif parts.path == "/admin/events":
             with STATE.lock:
                 self._send(200, {"events": STATE.events.get(query.get("client_id", ""), [])})
+        elif parts.path == "/admin/tokens":
+            client_id = query.get("client_id", "")
+            with STATE.lock:
+                tokens = [t for t, v in STATE.access.items() if v.client_id == client_id]
+                tokens += [t for t, v in STATE.refresh.items() if v.client_id == client_id]
+            self._send(200, {"tokens": tokens})
         elif parts.path == "/admin/ping":
             self._send(200, {"ok": True})
         else:
