@@ -1,0 +1,30 @@
+# ruff: noqa: F811 - fixtures are imported from web_support by name
+"""The mailbox form's own SMTP fields: field errors as smtp_<field>, saved as the mailbox's custom
+settings, shown again on the form, and "Send test mail" through them."""
+
+import pytest
+
+from tests.integration.web_support import admin, browser_client, web_app  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+def test_custom_smtp_fields_save_and_send_a_test_mail(browser_client, app, smtp_sink):
+    c = browser_client
+    form = {"from_name": "ACME", "address": "a@x.test", "account_type": "imap", "security": "tls", "host": "h",
+            "username": "u", "folder": "INBOX", "archive": "on", "archive_folder": "arch", "enabled": "on",
+            "poll_interval": "60", "max_per_poll": "5", "max_message_bytes": "1000", "smtp_id": "custom",
+            "smtp_host": "127.0.0.1", "smtp_port": "abc", "smtp_security": "none", "csrf_token": c.csrf, "action": "save"}
+    r = c.post("/mailboxes/new", data=form)
+    assert r.status_code == 422 and 'id="smtp_port-error"' in r.text, r.text[:2000]
+    form["smtp_port"] = str(smtp_sink.port)
+    r = c.post("/mailboxes/new", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text[:3000]
+    mid = r.headers["location"].split("/")[2].split("?")[0]
+    page = c.get(f"/mailboxes/{mid}").text
+    assert 'value="custom" selected' in page and f'value="{smtp_sink.port}"' in page
+    form.update(action="send_test", test_to="ada@example.com")
+    r = c.post(f"/mailboxes/{mid}", data=form)
+    assert "All steps passed" in r.text and "test mail sent to ada@example.com" in r.text
+    sent = smtp_sink.messages
+    assert len(sent) == 1 and b"Auto-Submitted: auto-generated" in sent[0].data
+    assert b"From: ACME <a@x.test>" in sent[0].data
