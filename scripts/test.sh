@@ -5,5 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-export DESKMAIL_CA_FILE="${DOVECOT_DIR:-/tmp/deskmail-dovecot}/tls/cert.pem"
 exec .venv/bin/python -m pytest "$@"

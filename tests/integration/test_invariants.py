@@ -211,8 +211,10 @@ def test_ticketer_killed_after_commit_before_ack_makes_nothing_twice(app, tmp_pa
     thread.join(10)
     assert count(app, "SELECT count(*) AS n FROM requests") == 1
     assert count(app, "SELECT count(*) AS n FROM history") == 1
-    replies = queue_bodies(app.topology.queue_name("reply"))
-    assert len(replies) == 1 and json.loads(replies[0][0])["type"] == "request.created"
+    # The killed ticketer's own publish may still reach the broker once it
+    # unblocks (at-least-once); every event there names the one stored outcome.
+    replies = {body for body, _ in queue_bodies(app.topology.queue_name("reply"))}
+    assert [json.loads(b)["type"] for b in replies] == ["request.created"]
 
 
 # -- invariant 3: events are small ----------------------------------------------

@@ -9,6 +9,7 @@ well-formed ones without `unparsed`.
 from __future__ import annotations
 
 import json
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,7 +20,10 @@ import pytest
 from services.parser.mime import parse_message
 from shared.parsed import ParsedMessage
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+# The project's reference corpus sits beside the repository (../shared/corpus);
+# DESKMAIL_CORPUS_DIR points elsewhere. Missing, the score fails: it is never skipped.
+CORPUS = Path(os.environ.get("DESKMAIL_CORPUS_DIR")
+              or Path(__file__).resolve().parents[2].parent / "shared" / "corpus")
 ZAMMAD = CORPUS / "zammad"
 CPYTHON = CORPUS / "cpython"
 THRESHOLD = 98.0
@@ -27,7 +31,6 @@ THRESHOLD = 98.0
 NO_CONTENT = "no visible content"
 _TAG = re.compile(r"<[a-zA-Z][^>]*>")
 
-pytestmark = pytest.mark.skipif(not ZAMMAD.is_dir(), reason="corpus not beside the repository")
 
 
 class _TextContent(HTMLParser):
