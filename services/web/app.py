@@ -24,6 +24,7 @@ from services.web import (
     api_templates,
     auth_routes,
     errors,
+    oauth2_routes,
     pages,
 )
 from services.web.context import HERE, WebContext
@@ -84,6 +85,7 @@ def create_app(core: App) -> FastAPI:
                    api_ops.router):
         app.include_router(router, dependencies=protected, responses=_error_responses())
     app.include_router(pages.router, dependencies=protected, include_in_schema=False)
+    app.include_router(oauth2_routes.router, dependencies=protected, include_in_schema=False)
     app.include_router(auth_routes.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
