@@ -151,6 +151,8 @@ STATUS = ("last_poll_at", "last_success_at", "last_error", "last_error_at", "fai
 
 _LIST = """
 SELECT m.*, c.name AS category,
+       coalesce((SELECT g.needs_reconnect FROM oauth_grants g WHERE g.id = m.oauth_grant_id), false)
+         AND m.auth_method = 'oauth2' AS needs_reconnect,
        (SELECT count(*) FROM raw_messages r
          WHERE r.mailbox_id = m.id AND r.received_at > now() - interval '24 hours') AS mail_24h
 FROM mailboxes m LEFT JOIN categories c ON c.id = m.category_id
@@ -163,6 +165,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     """A mailbox as front ends show it: settings, status, never the password."""
     out = {k: row[k] for k in ("id", *EDITABLE, *STATUS, "category", "mail_24h", "created_at")}
     out["has_password"] = row["password_enc"] is not None
+    out["auth_method"] = row.get("auth_method", "password")
+    out["needs_reconnect"] = bool(row.get("needs_reconnect"))  # OAuth2: Connect again
     out["effective_port"] = row["port"] or DEFAULT_PORTS.get((row["account_type"], row["security"]))
     out["health"] = health(row)
     return out

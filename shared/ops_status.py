@@ -41,6 +41,7 @@ class MailboxHealth:
     state: str  # ok | failing | stale | waiting | disabled
     detail: str
     last_success_at: dt.datetime | None
+    needs_reconnect: bool = False  # OAuth2: the provider refused the sign-in; someone must Connect again
 
     @property
     def needs_attention(self) -> bool:
@@ -77,7 +78,9 @@ class Status:
 
 _MAILBOX_SQL = """
 SELECT id, address, enabled, poll_interval, created_at, last_poll_at, last_success_at,
-       last_error, last_error_at, failures_in_row, now() AS now
+       last_error, last_error_at, failures_in_row, now() AS now,
+       (SELECT g.reconnect_reason FROM oauth_grants g WHERE g.id = oauth_grant_id AND g.needs_reconnect
+         AND auth_method = 'oauth2') AS reconnect_reason
 FROM mailboxes WHERE removed_at IS NULL ORDER BY id
 """
 
@@ -89,6 +92,10 @@ def mailbox_health(conn: psycopg.Connection) -> list[MailboxHealth]:
         since = row["last_success_at"] or row["created_at"]
         if not row["enabled"]:
             state, detail = "disabled", "disabled"
+        elif row["reconnect_reason"]:
+            state = "failing"
+            detail = (f"needs reconnect (OAuth2): {row['reconnect_reason']};"
+                      f" deskmail mailbox connect {row['id']}, or Connect in the admin web")
         elif row["failures_in_row"]:
             state = "failing"
             detail = f"{row['failures_in_row']} failed poll(s) in a row, last: {row['last_error']}"
@@ -102,7 +109,7 @@ def mailbox_health(conn: psycopg.Connection) -> list[MailboxHealth]:
         else:
             state, detail = "ok", "ok"
         out.append(MailboxHealth(row["id"], row["address"], row["enabled"], state, detail,
-                                 row["last_success_at"]))
+                                 row["last_success_at"], needs_reconnect=bool(row["reconnect_reason"])))
     return out
 
 

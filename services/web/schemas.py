@@ -79,6 +79,8 @@ class MailboxOut(BaseModel):
     max_per_poll: int
     max_message_bytes: int
     has_password: bool = Field(description="the password itself is never shown")
+    auth_method: str = Field("password", description="password or oauth2")
+    needs_reconnect: bool = Field(False, description="OAuth2: the provider refused the sign-in; Connect again")
     last_poll_at: dt.datetime | None
     last_success_at: dt.datetime | None
     last_error: str | None
@@ -306,6 +308,7 @@ class MailboxHealthOut(BaseModel):
     state: str
     detail: str
     last_success_at: dt.datetime | None
+    needs_reconnect: bool = False
 
 
 class StatusOut(BaseModel):
