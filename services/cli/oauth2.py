@@ -73,12 +73,15 @@ def apply(conn: Any, keys: Keys, args: argparse.Namespace, table: str, owner_id:
     secret, refresh = secrets
     if args.auth is None and not values and secret is None and refresh is None:
         return None
-    row = conn.execute(f"SELECT auth_method, oauth_grant_id FROM {table} WHERE id = %s", (owner_id,)).fetchone()
+    from shared.mailboxes import InvalidSetting
+
+    row = conn.execute(f"SELECT auth_method, oauth_grant_id, username FROM {table} WHERE id = %s",
+                       (owner_id,)).fetchone()
     method = args.auth or row["auth_method"]
+    if method == "oauth2" and not row["username"]:
+        raise InvalidSetting({"username": "OAuth2 signs in as a user: set --username to the mailbox's address"})
     if method == "password":
         if values or refresh:
-            from shared.mailboxes import InvalidSetting
-
             raise InvalidSetting({"auth": "OAuth2 options need --auth oauth2"})
         conn.execute(f"UPDATE {table} SET auth_method = 'password' WHERE id = %s", (owner_id,))
         return None

@@ -15,9 +15,11 @@ import sys
 from typing import Any
 
 from services.app import App
+from services.cli import oauth2 as oauth_cli
 from shared import smtp_settings
 from shared.db import transaction
 from shared.mailboxes import InvalidSetting
+from shared.oauth2 import login as oauth_login
 
 PASSWORD_ENV = "DESKMAIL_SMTP_PASSWORD"
 
@@ -48,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="accept a self-signed certificate (off by default)")
         a.add_argument("--password-stdin", action="store_true",
                        help=f"read the password from standard input (else ${PASSWORD_ENV})")
+        oauth_cli.add_options(a)
         a.set_defaults(func=cmd_save)
     a = ssub.add_parser("list", help="list SMTP settings and how many mailboxes use each")
     a.add_argument("--json", action="store_true")
@@ -86,6 +89,7 @@ def cmd_save(args: argparse.Namespace) -> int:
             values[key] = value
     if getattr(args, "new_name", None):
         values["name"] = args.new_name
+    secrets = oauth_cli.read_secrets(args)
     password = _password(args)
     if args.no_login:
         if password or args.username:
@@ -110,6 +114,8 @@ def cmd_save(args: argparse.Namespace) -> int:
                 smtp_id = smtp_settings.update(conn, app.keys, args.ref, values, password,
                                                clear_password=args.no_login)
                 what = f"SMTP settings {args.ref!r} updated"
+            note = oauth_cli.apply(conn, app.keys, args, "smtp_settings", smtp_id, secrets)
+            what += f"; {note}" if note else ""
     except InvalidSetting as exc:
         return _errors(exc)
     except LookupError as exc:
@@ -145,6 +151,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         with app.pool.connection() as conn:
             row = smtp_settings.show(conn, args.ref)
+            oauth = oauth_cli.show(conn, "smtp_settings", row["id"])
+            if oauth is not None:
+                row["oauth2"] = oauth
     except LookupError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1
@@ -162,7 +171,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     app = App.from_env()
     try:
         with app.pool.connection() as conn:
-            settings = smtp_settings.get(conn, app.keys, args.ref)
+            settings = oauth_login.attach_smtp(app.pool, app.keys, conn, smtp_settings.get(conn, app.keys, args.ref))
     except LookupError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1

@@ -283,3 +283,27 @@ def test_cli_add_test_and_show_an_oauth2_mailbox(app, settings, server, dovecot,
     bad = cli("mailbox", "edit", str(mailbox_id), "--oauth-provider", "microsoft", "--oauth-flow",
               "client_credentials")
     assert bad.returncode == 2 and "oauth_tenant" in bad.stderr
+
+
+def test_cli_smtp_settings_with_oauth2(settings, server, leaks):
+    user = dv.new_user("oauth-smtp-cli")
+    env = stage_env(settings)
+    with OAuthSmtp() as sink:
+        def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+            done = subprocess.run([sys.executable, "-m", "services.cli", "smtp", *args], env=env, input=stdin,
+                                  capture_output=True, text=True, timeout=60)
+            leaks[0].extend([done.stdout, done.stderr])
+            return done
+
+        added = cli("add", "m365", "--host", sink.host, "--port", str(sink.port), "--security", "none",
+                    "--username", user, "--auth", "oauth2", "--oauth-provider", "generic",
+                    "--oauth-client-id", server.client_id, "--oauth-token-url", server.token_url,
+                    "--oauth-flow", "refresh_token", "--oauth-client-secret-stdin", "--refresh-token-stdin",
+                    stdin=f"{server.client_secret}\n{server.grant(user)['refresh_token']}\n")
+        assert added.returncode == 0, added.stderr
+        tested = cli("test", "m365")
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert "accepted the OAuth2 sign-in (XOAUTH2)" in tested.stdout
+        shown = cli("show", "m365", "--json")
+        assert '"auth_method": "oauth2"' in shown.stdout or '"needs_reconnect": false' in shown.stdout
+    assert sink.logins == [("XOAUTH2", user)]
