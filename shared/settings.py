@@ -8,7 +8,7 @@ transport and a PostgreSQL kept under `DESKMAIL_DATA_DIR`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -38,7 +38,13 @@ class Settings:
     retry_delay_ms: int = 30_000  # delay of the retry queue
     outbox_dir: Path | None = None  # embedded mode: auto-replies land here as .eml
     auto_reply_limits: str = "10m:1,1h:5,1d:20"  # per-recipient windows, span:count
-    extra: dict[str, str] = field(default_factory=dict)
+    fetch_threads: int = 4  # mailboxes one fetcher process serves at once
+    fetch_lease_seconds: int = 120  # a dead fetcher's mailboxes are taken over after this
+    web_enabled: bool = True  # `deskmail run` also serves the admin web
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    web_forwarded_ips: str = "127.0.0.1"  # proxies trusted for X-Forwarded-Proto
+    rabbitmq_api: str | None = None  # management API, for queue rates
 
     @property
     def embedded(self) -> bool:
@@ -67,5 +73,12 @@ class Settings:
             redeliveries=_int("DESKMAIL_REDELIVERIES", 5),
             retry_delay_ms=_int("DESKMAIL_RETRY_DELAY_MS", 30_000),
             outbox_dir=Path(outbox).absolute() if outbox else None,
+            fetch_threads=max(1, _int("DESKMAIL_FETCH_THREADS", 4)),
+            fetch_lease_seconds=_int("DESKMAIL_FETCH_LEASE_SECONDS", 120),
+            web_enabled=env.get("DESKMAIL_WEB", "1") != "0",
+            web_host=env.get("DESKMAIL_WEB_HOST", "127.0.0.1"),
+            web_port=_int("DESKMAIL_WEB_PORT", 8000),
+            web_forwarded_ips=env.get("DESKMAIL_WEB_FORWARDED_IPS", "127.0.0.1"),
+            rabbitmq_api=env.get("DESKMAIL_RABBITMQ_API") or None,
             auto_reply_limits=env.get("DESKMAIL_AUTO_REPLY_LIMITS") or "10m:1,1h:5,1d:20",
         )

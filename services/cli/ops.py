@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -52,10 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
 
-def _api_url() -> str | None:
-    return os.environ.get("DESKMAIL_RABBITMQ_API") or None
-
-
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -77,7 +72,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
     app = App.from_env()
     try:
         with app.broker() as conn:
-            infos = broker_admin.sample_queues(conn, app.topology, args.window, _api_url())
+            infos = broker_admin.sample_queues(conn, app.topology, args.window, app.settings.rabbitmq_api)
     except (OperationalError, ConnectionError) as exc:
         return _fail(f"cannot reach the broker: {exc}")
     if args.json:
@@ -90,7 +85,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
             continue
         print(f"{info.name:40} {info.messages:>7} {info.consumers:>9} {_rate(info.publish_rate):>7}"
               f" {_rate(info.deliver_rate):>7} {_rate(info.change_rate):>9}")
-    if _api_url() is None:
+    if app.settings.rabbitmq_api is None:
         print("\nIN/s and OUT/s need the management API (DESKMAIL_RABBITMQ_API);"
               " CHANGE/s is the net change of the depth while watching.")
     return 0
@@ -220,7 +215,7 @@ def cmd_dead_purge(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     app = App.from_env()
     with app.broker() as conn:
-        status = ops_status.collect(_LazyPool(app), conn, app.topology, args.window, _api_url())
+        status = ops_status.collect(_LazyPool(app), conn, app.topology, args.window, app.settings.rabbitmq_api)
     if args.json:
         print(json.dumps({
             "needs_attention": status.needs_attention,

@@ -29,9 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    app = App.from_env()
     # The admin web joins the one-process mode unless DESKMAIL_WEB=0.
-    web = ["web"] if os.environ.get("DESKMAIL_WEB", "1") != "0" else []
-    App.from_env().run([*STAGES, *web])
+    app.run([*STAGES, *(["web"] if app.settings.web_enabled else [])])
     return 0
 
 
@@ -54,7 +54,6 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import os
 
     from services.cli.demo import run_demo
 

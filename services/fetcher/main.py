@@ -29,15 +29,6 @@ from shared.worker import connect
 log = logging.getLogger(__name__)
 
 
-def _env_int(name: str, default: int) -> int:
-    """The fetcher's own settings (documented in README.md, "Settings")."""
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"setting {name} must be a whole number, got {raw!r}") from None
-
-
 class Fetcher:
     stage = "fetch"
 
@@ -47,8 +38,8 @@ class Fetcher:
         self.pool = pool
         self.keys = keys
         self.topology = topology
-        self.threads = max(1, threads or _env_int("DESKMAIL_FETCH_THREADS", 4))
-        self.lease_seconds = lease_seconds or _env_int("DESKMAIL_FETCH_LEASE_SECONDS", lease.LEASE_SECONDS)
+        self.threads = max(1, threads or settings.fetch_threads)
+        self.lease_seconds = lease_seconds or settings.fetch_lease_seconds
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.heartbeat = Heartbeat("fetcher", max_age=self.lease_seconds)
         self.stopping = threading.Event()

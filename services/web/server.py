@@ -10,7 +10,6 @@ ingress; uvicorn trusts X-Forwarded-Proto from DESKMAIL_WEB_FORWARDED_IPS
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -20,15 +19,6 @@ from services.app import App
 from shared.health import Heartbeat
 
 log = logging.getLogger(__name__)
-
-
-def bind_address() -> tuple[str, int]:
-    host = os.environ.get("DESKMAIL_WEB_HOST", "127.0.0.1")
-    raw = os.environ.get("DESKMAIL_WEB_PORT", "8000")
-    try:
-        return host, int(raw)
-    except ValueError:
-        raise SystemExit(f"setting DESKMAIL_WEB_PORT must be a whole number, got {raw!r}") from None
 
 
 class _ServingHeartbeat(Heartbeat):
@@ -46,12 +36,11 @@ class WebServer:
     def __init__(self, core: App, host: str | None = None, port: int | None = None) -> None:
         from services.web.app import create_app
 
-        default_host, default_port = bind_address()
-        self.host = host or default_host
-        self.port = default_port if port is None else port
+        self.host = host or core.settings.web_host
+        self.port = core.settings.web_port if port is None else port
         config = uvicorn.Config(
             create_app(core), host=self.host, port=self.port, log_config=None, access_log=False,
-            proxy_headers=True, forwarded_allow_ips=os.environ.get("DESKMAIL_WEB_FORWARDED_IPS", "127.0.0.1"),
+            proxy_headers=True, forwarded_allow_ips=core.settings.web_forwarded_ips,
             timeout_graceful_shutdown=20,
         )
         self.server = uvicorn.Server(config)
