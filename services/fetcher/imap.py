@@ -28,7 +28,6 @@ alone cut fetching from ~4,800 to ~800 messages/s. We switch it off.
 from __future__ import annotations
 
 import imaplib
-import socket
 import ssl
 import threading
 import time
@@ -38,7 +37,8 @@ from contextlib import contextmanager
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from services.fetcher.remote import Fetched, RemoteError
+from services.fetcher.remote import Fetched, RemoteError, connecting
+from services.fetcher.remote import server_text as _text
 from services.fetcher.tls import client_context
 from shared.mailboxes import Mailbox
 from shared.oauth2 import login as oauth_login
@@ -68,22 +68,10 @@ def _talking(step: str, doing: str) -> Iterator[None]:
 def _connect(mailbox: Mailbox) -> imapclient.IMAPClient:
     context = client_context(mailbox.allow_self_signed)
     host, port = mailbox.host, mailbox.effective_port
-    try:
+    with connecting(host, port, "IMAP", TIMEOUT, (IMAPClientError,)):
         client = imapclient.IMAPClient(
             host, port=port, ssl=mailbox.security == "tls", ssl_context=context, timeout=TIMEOUT
         )
-    except socket.gaierror as exc:
-        raise RemoteError("dns", f"cannot resolve {host}: {exc.strerror}") from exc
-    except ssl.SSLCertVerificationError as exc:
-        raise RemoteError("tls", f"certificate of {host} not trusted: {exc.verify_message}", False) from exc
-    except ssl.SSLError as exc:
-        raise RemoteError("tls", f"TLS handshake with {host}:{port} failed: {exc}") from exc
-    except TimeoutError as exc:
-        raise RemoteError("tcp", f"{host}:{port} did not answer within {TIMEOUT:.0f} s") from exc
-    except OSError as exc:
-        raise RemoteError("tcp", f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
-    except IMAPClientError as exc:
-        raise RemoteError("tcp", f"{host}:{port} does not speak IMAP: {_text(exc)}") from exc
     client._imap.debug = 0  # see "Speed" above
     if mailbox.security == "starttls":
         with _talking("starttls", "asking for its capabilities"):
@@ -285,6 +273,3 @@ def _chunks_by_size(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int
         yield chunk
 
 
-def _text(exc: Exception) -> str:
-    text = str(exc)
-    return text[2:-1] if text.startswith("b'") else text

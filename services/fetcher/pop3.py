@@ -12,12 +12,12 @@ nothing (RFC 1939), which is what invariant 1 wants.
 from __future__ import annotations
 
 import poplib
-import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from services.fetcher.remote import Fetched, RemoteError
+from services.fetcher.remote import Fetched, RemoteError, connecting
+from services.fetcher.remote import server_text as _text
 from services.fetcher.tls import client_context
 from shared.mailboxes import Mailbox
 from shared.oauth2 import login as oauth_login
@@ -45,23 +45,11 @@ def _talking(step: str, doing: str) -> Iterator[None]:
 def _connect(mailbox: Mailbox) -> poplib.POP3:
     context = client_context(mailbox.allow_self_signed)
     host, port = mailbox.host, mailbox.effective_port
-    try:
+    with connecting(host, port, "POP3", TIMEOUT, (poplib.error_proto,)):
         if mailbox.security == "tls":
             client: poplib.POP3 = poplib.POP3_SSL(host, port, timeout=TIMEOUT, context=context)
         else:
             client = poplib.POP3(host, port, timeout=TIMEOUT)
-    except socket.gaierror as exc:
-        raise RemoteError("dns", f"cannot resolve {host}: {exc.strerror}") from exc
-    except ssl.SSLCertVerificationError as exc:
-        raise RemoteError("tls", f"certificate of {host} not trusted: {exc.verify_message}", False) from exc
-    except ssl.SSLError as exc:
-        raise RemoteError("tls", f"TLS handshake with {host}:{port} failed: {exc}") from exc
-    except TimeoutError as exc:
-        raise RemoteError("tcp", f"{host}:{port} did not answer within {TIMEOUT:.0f} s") from exc
-    except OSError as exc:
-        raise RemoteError("tcp", f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
-    except poplib.error_proto as exc:
-        raise RemoteError("tcp", f"{host}:{port} does not speak POP3: {_text(exc)}") from exc
     if mailbox.security == "starttls":
         try:
             capabilities = client.capa()
@@ -197,6 +185,3 @@ def _drop(client: poplib.POP3) -> None:
         pass
 
 
-def _text(exc: Exception) -> str:
-    text = str(exc)
-    return text[2:-1] if text.startswith("b'") else text

@@ -7,7 +7,10 @@ uses flags such as \\Seen: a person reading the mailbox changes those.
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,3 +58,29 @@ def can_idle(remote: Remote) -> bool:
     """True if this remote can wait for new mail (IMAP IDLE) instead of being polled."""
     check = getattr(remote, "can_idle", None)
     return bool(check and check())
+
+
+def server_text(exc: Exception) -> str:
+    """A server's answer from a library exception, without Python's b'...' around it."""
+    text = str(exc)
+    return text[2:-1] if text.startswith("b'") else text
+
+
+@contextmanager
+def connecting(host: str, port: int, protocol: str, timeout: float,
+               protocol_errors: tuple[type[Exception], ...]) -> Iterator[None]:
+    """Turn what can go wrong while connecting into a RemoteError naming the step."""
+    try:
+        yield
+    except socket.gaierror as exc:
+        raise RemoteError("dns", f"cannot resolve {host}: {exc.strerror}") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise RemoteError("tls", f"certificate of {host} not trusted: {exc.verify_message}", False) from exc
+    except ssl.SSLError as exc:
+        raise RemoteError("tls", f"TLS handshake with {host}:{port} failed: {exc}") from exc
+    except TimeoutError as exc:
+        raise RemoteError("tcp", f"{host}:{port} did not answer within {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise RemoteError("tcp", f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+    except protocol_errors as exc:
+        raise RemoteError("tcp", f"{host}:{port} does not speak {protocol}: {server_text(exc)}") from exc
