@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -71,7 +72,23 @@ class ParserHandler:
                     )
                 conn.execute(
                     "INSERT INTO parsed_messages (raw_id, parsed) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    (row["id"], Jsonb(parsed.to_json())),
+                    (row["id"], Jsonb(_storable(parsed.to_json()))),
                 )
         return [("ticket", Event(MAIL_PARSED, {"raw_id": e["raw_id"], "mailbox_id": e["mailbox_id"]}))
                 for e in events if e.type == MAIL_RECEIVED]
+
+
+def _storable(value: Any) -> Any:
+    """`value` without U+0000, which PostgreSQL's jsonb and text cannot hold.
+
+    A NUL byte in a header, a body or a file name (broken or hostile mail)
+    would otherwise fail the INSERT every time and dead-letter the mail
+    instead of making it a request (invariant 6). Nothing readable is lost.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
