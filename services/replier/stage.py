@@ -439,7 +439,8 @@ def _recipient(row: dict[str, Any]) -> tuple[str, str, str | None]:
         return "", "", "no address to reply to"
     address, name = candidates[0].get("address") or "", candidates[0].get("name") or ""
     try:
-        validate_address(address)
+        # The checked form: an internationalised domain IDNA-encoded, as SMTP needs it.
+        address = validate_address(address)
     except ValueError as exc:
         return address, name, f"cannot reply to this address: {exc}"
     return address, name, None
