@@ -228,11 +228,11 @@ class Pipeline:
                                  f" { {n: self.stages.alive(n) for n in STAGES} }; logs in"
                                  f" {self.work_dir / 'logs'}") from None
 
-    def check(self, mails: list[bytes], expect_dead: Callable[[list[DeadLetter]], list[str]] | None = None
-              ) -> Verdict:
+    def check(self, mails: list[bytes], expect_dead: Callable[[list[DeadLetter]], list[str]] | None = None,
+              held: list[bytes] | None = None) -> Verdict:
         verdict = check_pipeline(self.app.database_url, self.settings.queue_prefix, mails,
                                  user=self.user if self.maildir is None else None, sink=self.sink,
-                                 archive_folder=ARCHIVE, expect_dead=expect_dead)
+                                 archive_folder=ARCHIVE, expect_dead=expect_dead, held=held or [])
         crashed = self.stages.crashed()
         if crashed:
             verdict.problems.append(f"stages exited by themselves: {crashed}; logs in {self.work_dir / 'logs'}")
@@ -416,7 +416,7 @@ def poison(settings: Settings, work_dir: Path, size: Size, seed: int = 5) -> Res
             wait_until(lambda: queue_counts(settings.queue_prefix).get(dead_queue, (0, 0))[0] == 1, 90,
                        "the poison mail in the ticketer's dead-letter queue")
             p.wait_settled(len(mails) + 1, timeout=120)  # everything else went through
-            before = p.check([first, *mails], expect_dead=_one_poison_letter(p))
+            before = p.check([first, *mails], expect_dead=_one_poison_letter(p), held=[second])
         finally:
             blocker.rollback()  # the operator ends the session: the cause is gone
             blocker.close()

@@ -401,7 +401,8 @@ class TcpProxy:
         """One-shot: cut the connection on which the client next sends ``trigger``.
 
         The trigger is forwarded; then the connection is reset after
-        ``after_bytes`` bytes of the server's answer (0: at once). The
+        ``after_bytes`` bytes of the server's answer have reached the client
+        (0: the server acts on the command, the client hears nothing). The
         returned event is set when the cut has happened.
         """
         cut = _Cut(trigger, after_bytes)
@@ -453,14 +454,11 @@ class TcpProxy:
                             fire = cut
                             self._cuts.remove(cut)
                             break
-                link.server.sendall(data)
                 if fire is not None:
-                    if fire.after_bytes <= 0:
-                        time.sleep(0.05)  # let the server take the command in, then cut before the answer
-                        self._fired(link, fire)
-                        return
+                    # Armed before the command goes out, so not a byte of the answer slips through.
                     with link.lock:
                         link.cut, link.budget = fire, fire.after_bytes
+                link.server.sendall(data)
                 tail = window[-64:]
         except OSError:
             pass
@@ -653,19 +651,24 @@ def _incoming_by_message_id(conn: psycopg.Connection) -> dict[str, list[dict[str
 
 def check_pipeline(database_url: str, queue_prefix: str, mails: Sequence[bytes], *, user: str | None,
                    sink: SmtpSink | None, archive_folder: str = "Archive",
-                   expect_dead: Callable[[list[DeadLetter]], list[str]] | None = None) -> Verdict:
+                   expect_dead: Callable[[list[DeadLetter]], list[str]] | None = None,
+                   held: Sequence[bytes] = ()) -> Verdict:
     """Check the invariants after a run (stages still running, work finished).
 
     ``mails``: what was put into the mailbox, each with a unique Message-ID.
     ``user``: the Dovecot user whose INBOX must be empty and whose archive
     folder must hold every mail (None: not an IMAP run). ``sink``: where the
     auto-replies went (None: not checked). ``expect_dead``: judges the dead
-    letters, returning problems; by default there must be none.
+    letters, returning problems; by default there must be none. ``held``:
+    mails stored but held back as dead letters: no history entry yet, still
+    in the INBOX (not counted in ``mails``).
     """
     verdict = Verdict(mails=len(mails))
     problems = verdict.problems
     wanted = [message_id(m) for m in mails]
-    assert all(wanted) and len(set(wanted)) == len(wanted), "check_pipeline needs unique Message-IDs"
+    held_ids = [message_id(m) for m in held]
+    assert all(wanted) and len(set(wanted + held_ids)) == len(wanted) + len(held_ids), \
+        "check_pipeline needs unique Message-IDs"
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         incoming = _incoming_by_message_id(conn)
         raw_count = conn.execute("SELECT count(*) AS n FROM raw_messages").fetchone()["n"]  # type: ignore[index]
@@ -685,8 +688,12 @@ def check_pipeline(database_url: str, queue_prefix: str, mails: Sequence[bytes],
             verdict.duplicated.append(mid)
         elif rows[0]["request_exists"] is None:
             problems.append(f"mail <{mid}>: its history entry points at no request")
-    if raw_count != len(mails):
-        problems.append(f"{raw_count} raw messages stored for {len(mails)} mails (imported twice or lost)")
+    for mid in held_ids:
+        if incoming.get(mid):
+            problems.append(f"held-back mail <{mid}> has a history entry already")
+    if raw_count != len(mails) + len(held):
+        problems.append(f"{raw_count} raw messages stored for {len(mails) + len(held)} mails"
+                        " (imported twice or lost)")
     if verdict.lost:
         problems.append(f"{len(verdict.lost)} mail(s) lost, e.g. <{verdict.lost[0]}>")
     if verdict.duplicated:
@@ -696,12 +703,13 @@ def check_pipeline(database_url: str, queue_prefix: str, mails: Sequence[bytes],
         _check_auto_replies(verdict, sink, set(wanted), due, outgoing)
 
     if user is not None:
-        verdict.inbox_left = dv.folder_count(user, "INBOX")
+        inbox = [message_id(m) for m in dv.fetch_all(user, "INBOX")]
+        verdict.inbox_left = len(inbox)
         archived = [message_id(m) for m in dv.fetch_all(user, archive_folder)] if dv.folder_exists(
             user, archive_folder) else []
         verdict.archived = len(archived)
-        if verdict.inbox_left:
-            problems.append(f"{verdict.inbox_left} mail(s) still in the INBOX")
+        if sorted(inbox) != sorted(held_ids):
+            problems.append(f"{verdict.inbox_left} mail(s) still in the INBOX, expected {len(held_ids)}")
         counted = Counter(archived)
         missing = [m for m in wanted if counted[m] == 0]
         twice = [m for m, n in counted.items() if n > 1]
