@@ -29,6 +29,7 @@ import psycopg
 from shared import form_values, mailboxes
 from shared.crypto import Keys
 from shared.mailboxes import DEFAULT_PORTS, EDITABLE, InvalidSetting, Mailbox
+from shared.oauth2 import owners
 from shared.service_errors import Conflict, NotFound
 
 INT_FIELDS = ("port", "poll_interval", "max_per_poll", "max_message_bytes", "category_id", "smtp_id")
@@ -80,11 +81,11 @@ def _check_address(conn: psycopg.Connection, address: Any, mailbox_id: int | Non
 def save(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
          mailbox_id: int | None = None) -> int:
     """Create (mailbox_id None) or update a mailbox from a front end's input; its id."""
+    raw, oauth, errors = owners.split(raw)
     try:
         values, password = coerce(raw)
-        errors: dict[str, str] = {}
     except InvalidSetting as exc:  # go on without those fields, so one answer lists every problem
-        errors = dict(exc.errors)
+        errors.update(exc.errors)
         values, password = coerce({k: v for k, v in raw.items() if k not in exc.errors})
     if mailbox_id is None:
         errors.update({n: "is required" for n in REQUIRED if n not in values and n not in errors})
@@ -97,15 +98,21 @@ def save(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
     if mailbox_id is None and full.get("account_type") == "pop3" and "archive" not in values:
         full["archive"] = False
     errors = {**mailboxes.validate(full), **errors}
+    errors = {**owners.check(conn, "mailboxes", mailbox_id, oauth, full.get("username")), **errors}
     if errors:
         raise InvalidSetting(errors)
     _check_address(conn, values.get("address"), mailbox_id)
     try:
         with conn.transaction():
             if mailbox_id is None:
-                return mailboxes.create(conn, keys, values, password)
+                new_id = mailboxes.create(conn, keys, values, password)
+                owners.apply(conn, keys, "mailboxes", new_id, oauth)
+                return new_id
             mailboxes.update(conn, keys, mailbox_id, values, password)
-            if password is not None or any(values.get(k) != current.get(k) for k in CONNECTION if k in values):
+            signs_in_anew = not oauth.empty and not owners.same_as_saved(conn, "mailboxes", mailbox_id, oauth)
+            owners.apply(conn, keys, "mailboxes", mailbox_id, oauth)
+            if (password is not None or signs_in_anew
+                    or any(values.get(k) != current.get(k) for k in CONNECTION if k in values)):
                 _let_go(conn, mailbox_id)
             return mailbox_id
     except psycopg.errors.UniqueViolation:
@@ -151,14 +158,15 @@ STATUS = ("last_poll_at", "last_success_at", "last_error", "last_error_at", "fai
 
 _LIST = """
 SELECT m.*, c.name AS category,
-       coalesce((SELECT g.needs_reconnect FROM oauth_grants g WHERE g.id = m.oauth_grant_id), false)
-         AND m.auth_method = 'oauth2' AS needs_reconnect,
+       coalesce(g.needs_reconnect, false) AND m.auth_method = 'oauth2' AS needs_reconnect,
        (SELECT count(*) FROM raw_messages r
-         WHERE r.mailbox_id = m.id AND r.received_at > now() - interval '24 hours') AS mail_24h
+         WHERE r.mailbox_id = m.id AND r.received_at > now() - interval '24 hours') AS mail_24h,
+{oauth_columns}
 FROM mailboxes m LEFT JOIN categories c ON c.id = m.category_id
+     LEFT JOIN oauth_grants g ON g.id = m.oauth_grant_id
 WHERE m.removed_at IS NULL AND (%(id)s::bigint IS NULL OR m.id = %(id)s)
 ORDER BY m.id
-"""
+""".replace("{oauth_columns}", owners.COLUMNS)
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +175,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     out["has_password"] = row["password_enc"] is not None
     out["auth_method"] = row.get("auth_method", "password")
     out["needs_reconnect"] = bool(row.get("needs_reconnect"))  # OAuth2: Connect again
+    out.update(owners.public(row))  # the OAuth2 settings, never the client secret or a token
     out["effective_port"] = row["port"] or DEFAULT_PORTS.get((row["account_type"], row["security"]))
     out["health"] = health(row)
     return out
@@ -236,7 +245,11 @@ class Step:
 
 def unsaved(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
             mailbox_id: int | None = None) -> Mailbox:
-    """A Mailbox from the values on the screen (over the saved ones when editing)."""
+    """A Mailbox from the values on the screen (over the saved ones when editing).
+
+    Its OAuth2 sign-in, if any, is attached by `attach_oauth` (it needs the pool).
+    """
+    raw, oauth, _ = owners.split(raw)
     values, password = coerce(raw)
     base: dict[str, Any] = dict(mailboxes.DEFAULTS)
     saved_password = None
@@ -257,7 +270,31 @@ def unsaved(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
         raise InvalidSetting(errors)
     mailbox = Mailbox(id=mailbox_id or 0, **{k: full[k] for k in EDITABLE})
     mailbox.password = password if password is not None else saved_password
+    mailbox.auth_method = oauth.method or (row["auth_method"] if mailbox_id is not None else "password")
     return mailbox
+
+
+NOT_SAVED_YET = ("these OAuth2 settings are not saved yet: save them (and Connect) first;"
+                 " a test signs in with the saved OAuth2 settings")
+
+
+def attach_oauth(pool: Any, keys: Keys, mailbox: Mailbox, raw: Mapping[str, Any], mailbox_id: int | None) -> None:
+    """Give a mailbox that signs in with OAuth2 its TokenSource, so a test signs in as a poll does.
+
+    Tokens come only from the saved grant: a test never spends a pasted
+    refresh token or a sign-in that the form has not saved.
+    """
+    from shared.oauth2 import login as oauth_login
+
+    if mailbox.auth_method != "oauth2":
+        return
+    _, given, _ = owners.split(raw)
+    with pool.connection() as conn:
+        if mailbox_id is None or not owners.same_as_saved(conn, "mailboxes", mailbox_id, given):
+            raise InvalidSetting({"auth_method": NOT_SAVED_YET})
+        row = _row(conn, mailbox_id)
+    mailbox.oauth = oauth_login.source_for(pool, keys, {**row, "auth_method": "oauth2", "username": mailbox.username},
+                                           f"mailbox connect {mailbox_id}")
 
 
 def probe(mailbox: Mailbox, smtp: Any | None = None) -> Iterator[Step]:

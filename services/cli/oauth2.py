@@ -22,7 +22,7 @@ from typing import Any
 from services.app import App
 from shared.crypto import Keys
 from shared.db import transaction
-from shared.oauth2 import authorize, grants
+from shared.oauth2 import authorize, grants, owners
 from shared.oauth2.providers import FLOWS, MECHANISMS, PROVIDERS
 
 SECRET_ENV = "DESKMAIL_OAUTH_CLIENT_SECRET"
@@ -67,38 +67,14 @@ def read_secrets(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def apply(conn: Any, keys: Keys, args: argparse.Namespace, table: str, owner_id: int,
           secrets: tuple[str | None, str | None]) -> str | None:
-    """Save the OAuth2 options given for a mailbox or SMTP setting; a note for the administrator, or None."""
-    values = {setting: getattr(args, opt.replace("-", "_")) for opt, (setting, _, _) in OPTIONS.items()}
-    values = {k: v for k, v in values.items() if v is not None}
-    secret, refresh = secrets
-    if args.auth is None and not values and secret is None and refresh is None:
-        return None
-    from shared.mailboxes import InvalidSetting
+    """Save the OAuth2 options given for a mailbox or SMTP setting; a note for the administrator, or None.
 
-    row = conn.execute(f"SELECT auth_method, oauth_grant_id, username FROM {table} WHERE id = %s",
-                       (owner_id,)).fetchone()
-    method = args.auth or row["auth_method"]
-    if method == "oauth2" and not row["username"]:
-        raise InvalidSetting({"username": "OAuth2 signs in as a user: set --username to the mailbox's address"})
-    if method == "password":
-        if values or refresh:
-            raise InvalidSetting({"auth": "OAuth2 options need --auth oauth2"})
-        conn.execute(f"UPDATE {table} SET auth_method = 'password' WHERE id = %s", (owner_id,))
-        return None
-    grant_id = grants.save(conn, keys, row["oauth_grant_id"], values, secret)
-    conn.execute(f"UPDATE {table} SET auth_method = 'oauth2', oauth_grant_id = %s WHERE id = %s",
-                 (grant_id, owner_id))
-    if refresh:
-        grants.store_refresh_token(conn, keys, grant_id, refresh)
-        return "refresh token stored; the next poll signs in with it"
-    state = conn.execute("SELECT flow, needs_reconnect FROM oauth_grants WHERE id = %s", (grant_id,)).fetchone()
-    if state["flow"] == "client_credentials":
-        return "client credentials: the first poll obtains a token"
-    if state["needs_reconnect"]:
-        what = "mailbox" if table == "mailboxes" else "smtp"
-        return (f"not connected yet: run 'deskmail {what} connect {owner_id}' (or Connect in the admin web)"
-                if what == "mailbox" else "not connected yet: paste a refresh token (--refresh-token-stdin)")
-    return None
+    The checks and the messages are shared.oauth2.owners', as in the admin web and the API.
+    """
+    values = {setting: getattr(args, opt.replace("-", "_")) for opt, (setting, _, _) in OPTIONS.items()}
+    secret, refresh = secrets
+    given = owners.Given(args.auth, {k: v for k, v in values.items() if v is not None}, secret, refresh)
+    return owners.apply(conn, keys, table, owner_id, given)
 
 
 # ---- deskmail mailbox connect ------------------------------------------------------

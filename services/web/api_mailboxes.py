@@ -17,6 +17,7 @@ from services.web.schemas import (
     TestResult,
 )
 from shared import mailbox_admin, smtp_settings
+from shared.oauth2 import login as oauth_login
 
 router = APIRouter(prefix="/api/v1", tags=["mailboxes"])
 OptionalMailbox = Annotated[MailboxIn | None, Body()]
@@ -79,7 +80,9 @@ def run_test(c: WebContext, values: dict[str, Any], mailbox_id: int | None) -> d
     """Test values (over the saved ones when mailbox_id is given); nothing is saved."""
     with c.tx() as conn:
         mailbox = mailbox_admin.unsaved(conn, c.keys, values, mailbox_id)
-        smtp = smtp_settings.for_mailbox(conn, c.keys, mailbox.smtp_id)
+        smtp = oauth_login.attach_smtp(c.pool, c.keys, conn,
+                                       smtp_settings.for_mailbox(conn, c.keys, mailbox.smtp_id))
+    mailbox_admin.attach_oauth(c.pool, c.keys, mailbox, values, mailbox_id)  # OAuth2: token steps too
     steps = [s.__dict__ for s in mailbox_admin.probe(mailbox, smtp)]
     return {"ok": all(s["ok"] for s in steps), "steps": steps}
 
@@ -99,6 +102,7 @@ def test_saved(mailbox_id: int, c: Ctx, body: OptionalMailbox = None) -> dict[st
 def run_folders(c: WebContext, values: dict[str, Any], mailbox_id: int | None) -> dict[str, Any]:
     with c.tx() as conn:
         mailbox = mailbox_admin.unsaved(conn, c.keys, values, mailbox_id)
+    mailbox_admin.attach_oauth(c.pool, c.keys, mailbox, values, mailbox_id)
     return mailbox_admin.folders(mailbox)
 
 

@@ -10,7 +10,7 @@ redirect (post/redirect/get), so a reload never submits twice.
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -19,9 +19,11 @@ from services.replier import templates as mail_templates
 from services.web import api_mailboxes, api_ops, api_settings, api_templates
 from services.web.context import Ctx, WebContext
 from services.web.schemas import TemplateIn
-from services.web.security import Principal
+from services.web.security import CSP, Principal
 from shared import categories, mailbox_admin, request_views, smtp_settings, template_store
 from shared.mailboxes import DEFAULT_PORTS, InvalidSetting
+from shared.oauth2 import owners
+from shared.oauth2.providers import endpoints
 from shared.service_errors import Conflict
 
 router = APIRouter()
@@ -30,9 +32,12 @@ MAILBOX_TEXT = ("from_name", "address", "folder", "archive_folder", "host", "use
                 "account_type", "port", "security", "category_id", "smtp_id", "poll_interval",
                 "max_per_poll", "max_message_bytes")
 MAILBOX_CHECKBOXES = ("archive", "auto_reply", "enabled")
+OAUTH_FORM = ("auth_method", *owners.FIELDS, owners.SECRET, owners.REFRESH)  # shared/oauth2/owners.py names
+WRITE_ONLY = ("password", owners.SECRET, owners.REFRESH)
 SMTP_FORM = ("host", "port", "security", "username", "password")
 STEP_NAMES = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "starttls": "STARTTLS", "connect": "Connect",
-              "login": "Login", "folder": "Folder", "archive_folder": "Archive folder", "config": "Settings"}
+              "login": "Login", "folder": "Folder", "archive_folder": "Archive folder", "config": "Settings",
+              "token_endpoint": "OAuth2 token endpoint", "token": "OAuth2 token", "send": "Send"}
 
 
 async def form_data(request: Request) -> dict[str, str]:
@@ -52,9 +57,30 @@ def step_name(step: str) -> str:
 def render(request: Request, name: str, http_status: int = 200, /, **context: Any) -> Response:
     who: Principal | None = getattr(request.state, "principal", None)
     c: WebContext = request.app.state.ctx
-    return c.templates.TemplateResponse(request, name, {
+    response = c.templates.TemplateResponse(request, name, {
         "user": who.user.username if who else None, "csrf": who.csrf_token if who else "",
         "step_name": step_name, **context}, status_code=http_status)
+    origin = _connect_origin(context.get("saved"))
+    if origin:
+        # The Connect form's answer redirects to the provider's sign-in page, and
+        # browsers check a form's redirects against form-action too.
+        response.headers["content-security-policy"] = CSP.replace("form-action 'self'",
+                                                                  f"form-action 'self' {origin}")
+    return response
+
+
+def _connect_origin(saved: Any) -> str | None:
+    """scheme://host[:port] of a saved OAuth2 mailbox's authorization endpoint (its Connect target)."""
+    if not isinstance(saved, dict) or saved.get("auth_method") != "oauth2" or not saved.get("oauth_provider"):
+        return None
+    try:
+        url = endpoints({k[6:]: v for k, v in saved.items() if k.startswith("oauth_")}).authorize_url
+    except KeyError:  # a generic provider without a token URL: nothing to connect to
+        return None
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("https", "http") or not parts.netloc or any(c in parts.netloc for c in " ;'\""):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def see_other(url: str) -> RedirectResponse:
@@ -108,6 +134,10 @@ def mailbox_list(request: Request, c: Ctx) -> Response:
 def mailbox_form_values(form: dict[str, str]) -> dict[str, Any]:
     """The mailbox form's fields as the service layer's input (checkboxes: absent means off)."""
     raw: dict[str, Any] = {k: form[k] for k in MAILBOX_TEXT if k in form}
+    raw.update({k: form[k] for k in OAUTH_FORM if k in form})
+    if form.get("auth_method", "password") == "password":
+        # The OAuth2 fields are on the page (hidden) whatever is chosen: they only count with OAuth2.
+        raw = {k: v for k, v in raw.items() if k == "auth_method" or k not in OAUTH_FORM}
     for name in MAILBOX_CHECKBOXES:
         raw[name] = "on" if form.get(name) else "off"
     # The form asks the positive question ("verify the certificate"), on by default.
@@ -149,11 +179,13 @@ def _values_for_display(saved: dict[str, Any]) -> dict[str, Any]:
     out = {k: ("" if v is None else v) for k, v in saved.items()}
     out["verify_tls"] = not saved.get("allow_self_signed")
     out["smtp_id"] = saved.get("smtp_id") or "system"
+    for name, default in OAUTH_DEFAULTS.items():
+        out[name] = out.get(name) or default
     return out
 
 
 def _typed_display(form: dict[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {k: form.get(k, "") for k in MAILBOX_TEXT if k != "password"}
+    values: dict[str, Any] = {k: form.get(k, "") for k in (*MAILBOX_TEXT, *OAUTH_FORM) if k not in WRITE_ONLY}
     for name in MAILBOX_CHECKBOXES:
         values[name] = bool(form.get(name))
     values["verify_tls"] = bool(form.get("verify_tls"))
@@ -168,6 +200,9 @@ NEW_DEFAULTS = {"folder": "INBOX", "archive": True, "archive_folder": "deskmail_
                 "security": "tls", "verify_tls": True, "enabled": True, "poll_interval": 60, "max_per_poll": 500,
                 "max_message_bytes": 25 * 1024 * 1024, "smtp_id": "system", "smtp_security": "starttls",
                 "smtp_verify_tls": True}
+OAUTH_DEFAULTS = {"auth_method": "password", "oauth_provider": "microsoft", "oauth_flow": "authorization_code",
+                  "oauth_mechanism": "auto"}
+NEW_DEFAULTS.update(OAUTH_DEFAULTS)
 
 
 @router.get("/mailboxes/new")

@@ -22,6 +22,7 @@ _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _OPT_INT = {"anyOf": [{"type": "integer"}, {"type": "null"}]}
 _BOOL = {"type": "boolean"}
+_OPT_STR = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 
 
 class MailboxIn(BaseModel):
@@ -54,6 +55,24 @@ class MailboxIn(BaseModel):
     poll_interval: _lenient(_INT, "seconds between polls") = None
     max_per_poll: _lenient(_INT, "messages imported per poll at most") = None
     max_message_bytes: _lenient(_INT, "larger mail is imported as headers only") = None
+    auth_method: _lenient({"type": "string", "enum": ["password", "oauth2"]},
+                          "how to sign in: the password, or OAuth2 (the oauth_ settings)") = None
+    oauth_provider: _lenient({"type": "string", "enum": ["microsoft", "google", "generic"]},
+                             "OAuth2 provider preset (endpoints and scopes filled in); generic takes the URLs") = None
+    oauth_flow: _lenient({"type": "string", "enum": ["authorization_code", "client_credentials", "refresh_token"]},
+                         "how tokens are obtained: authorization_code (Connect), client_credentials"
+                         " (Microsoft app-only) or refresh_token (oauth_refresh_token, pasted)") = None
+    oauth_tenant: _lenient(_OPT_STR, "Microsoft directory (tenant) id or domain") = None
+    oauth_client_id: _lenient(_STR, "the application (client) id the provider gave you") = None
+    oauth_client_secret: _lenient({"type": "string", "writeOnly": True},
+                                  "write-only; blank or absent keeps the saved client secret") = None
+    oauth_scopes: _lenient(_OPT_STR, "space-separated scopes; null or blank: the provider's mail scopes") = None
+    oauth_token_url: _lenient(_OPT_STR, "token endpoint (generic; overrides a preset)") = None
+    oauth_authorize_url: _lenient(_OPT_STR, "authorization endpoint (generic; overrides a preset)") = None
+    oauth_mechanism: _lenient({"type": "string", "enum": ["auto", "xoauth2", "oauthbearer"]},
+                              "SASL mechanism; auto: what the server offers") = None
+    oauth_refresh_token: _lenient({"type": "string", "writeOnly": True},
+                                  "write-only; a refresh token to sign in with (flow refresh_token)") = None
 
 
 class MailboxOut(BaseModel):
@@ -81,6 +100,18 @@ class MailboxOut(BaseModel):
     has_password: bool = Field(description="the password itself is never shown")
     auth_method: str = Field("password", description="password or oauth2")
     needs_reconnect: bool = Field(False, description="OAuth2: the provider refused the sign-in; Connect again")
+    oauth_provider: str | None = None
+    oauth_flow: str | None = None
+    oauth_tenant: str | None = None
+    oauth_client_id: str | None = None
+    oauth_token_url: str | None = Field(None, description="as set; null means the provider's preset")
+    oauth_authorize_url: str | None = Field(None, description="as set; null means the provider's preset")
+    oauth_scopes: str | None = Field(None, description="as set; null means the provider's mail scopes")
+    oauth_mechanism: str | None = None
+    oauth_has_client_secret: bool = Field(False, description="the client secret itself is never shown")
+    oauth_connected: bool = Field(False, description="OAuth2: a refresh token (or client credentials) is in place")
+    oauth_reconnect_reason: str | None = Field(None, description="why the mailbox must be connected again")
+    oauth_token_expires_at: dt.datetime | None = Field(None, description="when the current access token expires")
     last_poll_at: dt.datetime | None
     last_success_at: dt.datetime | None
     last_error: str | None

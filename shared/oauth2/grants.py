@@ -93,15 +93,10 @@ def save(conn: psycopg.Connection, keys: Keys, grant_id: int | None, values: dic
     current = None
     if grant_id is not None:
         current = conn.execute("SELECT * FROM oauth_grants WHERE id = %s", (grant_id,)).fetchone()
-    full: dict[str, Any] = {**dict.fromkeys(SETTINGS), "flow": "authorization_code", "mechanism": "auto"}
-    if current is not None:
-        full.update({k: current[k] for k in SETTINGS})
-    full.update({k: v for k, v in values.items() if k in SETTINGS})
-    full = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in full.items()}
-    errors = validate({**full, "client_secret": client_secret,
-                       "has_client_secret": bool(current and current["client_secret_enc"])})
+    full = merged(current, values)
+    errors = problems(current, values, client_secret)
     if errors:
-        raise InvalidSetting({f"oauth_{k}": v for k, v in errors.items()})
+        raise InvalidSetting(errors)
     cols = list(SETTINGS)
     if current is None:
         row = conn.execute(
@@ -125,6 +120,22 @@ def save(conn: psycopg.Connection, keys: Keys, grant_id: int | None, values: dic
         params += [needs, "the OAuth2 settings changed" if needs else None]
     conn.execute(f"UPDATE oauth_grants SET {', '.join(sets)} WHERE id = %s", [*params, grant_id])
     return grant_id  # type: ignore[return-value]
+
+
+def merged(current: dict[str, Any] | None, values: dict[str, Any]) -> dict[str, Any]:
+    """The settings a grant would have with `values` applied over `current` (None: a new grant)."""
+    full: dict[str, Any] = {**dict.fromkeys(SETTINGS), "flow": "authorization_code", "mechanism": "auto"}
+    if current is not None:
+        full.update({k: current[k] for k in SETTINGS})
+    full.update({k: v for k, v in values.items() if k in SETTINGS})
+    return {k: (v.strip() or None) if isinstance(v, str) else v for k, v in full.items()}
+
+
+def problems(current: dict[str, Any] | None, values: dict[str, Any], client_secret: str | None) -> dict[str, str]:
+    """What `save` would refuse, as oauth_<setting> -> message, without writing anything."""
+    errors = validate({**merged(current, values), "client_secret": client_secret,
+                       "has_client_secret": bool(current and current["client_secret_enc"])})
+    return {f"oauth_{k}": v for k, v in errors.items()}
 
 
 def store_tokens(conn: psycopg.Connection, keys: Keys, grant_id: int, tokens: Tokens) -> None:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from fastapi.testclient import TestClient
@@ -60,3 +64,41 @@ def browser_client(web_app, admin: str) -> Iterator[TestClient]:
         assert log_in(client).status_code == 303
         client.csrf = csrf_of(client.get("/mailboxes").text)  # type: ignore[attr-defined]
         yield client
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@contextmanager
+def chromium_page(base_url: str) -> Iterator[Any]:
+    """A Playwright page in Debian's Chromium (no browser download) that may reach only the loopback.
+
+    Any request to another host is aborted and fails the test afterwards, as
+    does a Content-Security-Policy violation reported on the console.
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium package is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(base_url=base_url)
+        blocked: list[str] = []
+
+        def loopback_only(route: Any) -> None:
+            if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+                route.continue_()
+            else:
+                blocked.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", loopback_only)
+        tab = context.new_page()
+        errors: list[str] = []
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        try:
+            yield tab
+        finally:
+            browser.close()
+        assert not blocked, f"the pages tried to reach other hosts: {blocked}"
+        assert not [e for e in errors if "Content Security Policy" in e], errors

@@ -36,6 +36,21 @@
     update();
   }
 
+  // data-show-if="control_id=value1|value2": shown only while that control holds one of the values
+  // (the sign-in method's password or OAuth2 fields, the provider's tenant or URLs, the pasted token).
+  // Hidden fields are still sent; the server ignores what the choices make irrelevant.
+  function wireShowIf() {
+    Array.prototype.forEach.call(document.querySelectorAll("[data-show-if]"), function (node) {
+      var rule = node.getAttribute("data-show-if").split("=");
+      var control = document.getElementById(rule[0]);
+      if (!control) return;
+      var wanted = rule[1].split("|");
+      function update() { node.classList.toggle("hidden", wanted.indexOf(control.value) < 0); }
+      control.addEventListener("change", update);
+      update();
+    });
+  }
+
   // Live preview of the From name's placeholders (the server renders it in the sandbox).
   function wireFromPreview() {
     var input = document.getElementById("from_name");
@@ -75,6 +90,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     wirePort();
     wireSmtp();
+    wireShowIf();
     wireFromPreview();
   });
 })();
