@@ -143,3 +143,27 @@ def test_an_invalid_value_gets_the_same_message_from_each(api, browser_client, r
     code, out = _via_cli(capsys, address, **{cli_opt: bad})
     assert code == 2
     assert f"error: {field}: {message}" in out
+
+
+@pytest.mark.parametrize(("field", "options"), [
+    ("oauth_tenant", {"provider": "microsoft", "flow": "client_credentials", "client-id": "app"}),
+    ("oauth_token_url", {"provider": "generic", "flow": "refresh_token", "client-id": "app"}),
+    ("oauth_authorize_url", {"provider": "generic", "client-id": "app", "token-url": "http://example.com/t"}),
+])
+def test_an_invalid_oauth2_setting_gets_the_same_message_from_each(api, browser_client, refs, capsys, cli_env,
+                                                                 field, options):
+    oauth = {f"oauth_{k.replace('-', '_')}": v for k, v in options.items()}
+    address = "oauth@acme.test"
+    from_api = _via_api(api, address, refs, auth_method="oauth2", **oauth)
+    assert from_api.status_code == 422, from_api.text
+    message = from_api.json()["errors"][field]
+
+    page = browser_client.post("/mailboxes/new", data=_form(address, refs, browser_client.csrf,
+                                                            auth_method="oauth2", **oauth))
+    assert page.status_code == 422
+    shown = re.search(rf'<span class="field-error" id="{field}-error">(.*?)</span>', page.text, re.S)
+    assert shown and html.unescape(shown.group(1)) == message
+
+    code, out = _via_cli(capsys, address, auth="oauth2", **{f"oauth-{k}": v for k, v in options.items()})
+    assert code == 2
+    assert f"error: {field}: {message}" in out
