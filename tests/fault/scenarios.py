@@ -48,6 +48,7 @@ from shared.settings import Settings
 from tests.support import dovecot as dv
 from tests.support.pipeline import (
     STAGE_COUNTER,
+    ArchiveWatch,
     DeadLetter,
     Fault,
     Feeder,
@@ -146,6 +147,11 @@ class Pipeline:
             self.progress = Progress(self.app.database_url)
             self.progress.start()
             stack.callback(self.progress.stop)
+            self.watch: ArchiveWatch | None = None
+            if self.maildir is None:
+                self.watch = ArchiveWatch(self.user, ARCHIVE, self.app.database_url)
+                self.watch.start()
+                stack.callback(self.watch.stop)
             self.stages = Stages(self.env, self.work_dir / "logs")
             stack.callback(self._stop_stages)
             self.stages.start()
@@ -229,10 +235,14 @@ class Pipeline:
                                  f" {self.work_dir / 'logs'}") from None
 
     def check(self, mails: list[bytes], expect_dead: Callable[[list[DeadLetter]], list[str]] | None = None,
-              held: list[bytes] | None = None) -> Verdict:
+              held: list[bytes] | None = None, final: bool = True) -> Verdict:
         verdict = check_pipeline(self.app.database_url, self.settings.queue_prefix, mails,
                                  user=self.user if self.maildir is None else None, sink=self.sink,
                                  archive_folder=ARCHIVE, expect_dead=expect_dead, held=held or [])
+        if self.watch is not None:
+            early = self.watch.stop() if final else list(self.watch.violations)
+            if early:
+                verdict.problems.append(f"{len(early)} mail(s) archived before the commit, e.g. {early[0]}")
         crashed = self.stages.crashed()
         if crashed:
             verdict.problems.append(f"stages exited by themselves: {crashed}; logs in {self.work_dir / 'logs'}")
@@ -240,7 +250,11 @@ class Pipeline:
 
     def result(self, name: str, verdict: Verdict, started: float, notes: list[str] | None = None) -> Result:
         self.progress.settle(self.faults)
-        return Result(name, verdict, list(self.faults), time.monotonic() - started, notes or [])
+        notes = list(notes or [])
+        if self.watch is not None:
+            notes.append(f"archive watch: {self.watch.seen} mails seen arriving in the archive, each checked"
+                         " against the committed requests")
+        return Result(name, verdict, list(self.faults), time.monotonic() - started, notes)
 
 
 def _mails(n: int, seed: int) -> list[bytes]:
@@ -387,7 +401,7 @@ def poison(settings: Settings, work_dir: Path, size: Size, seed: int = 5) -> Res
 
     The cause, as it happens: someone ran `BEGIN; SELECT ... FROM customers
     ... FOR UPDATE` in psql (say, to correct a customer's name) and left the
-    session open. The database has `lock_timeout = 1s` (an operator's
+    session open. The database has `lock_timeout = 500ms` (an operator's
     setting; Deskmail sets none itself). Every mail from that customer makes
     the ticketer wait for the row lock and fail with "canceling statement
     due to lock timeout": a transient error, so it is retried (3 attempts in
@@ -401,7 +415,7 @@ def poison(settings: Settings, work_dir: Path, size: Size, seed: int = 5) -> Res
     started = time.monotonic()
     name = settings.database_url.rsplit("/", 1)[1]  # type: ignore[union-attr]
     with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f"ALTER DATABASE \"{name}\" SET lock_timeout = '1s'")
+        admin.execute(f"ALTER DATABASE \"{name}\" SET lock_timeout = '500ms'")
     with Pipeline(settings, work_dir, env=env) as p:
         dv.append(p.user, [first])
         p.wait_settled(1, timeout=60)  # the customer exists, with one request
@@ -416,7 +430,7 @@ def poison(settings: Settings, work_dir: Path, size: Size, seed: int = 5) -> Res
             wait_until(lambda: queue_counts(settings.queue_prefix).get(dead_queue, (0, 0))[0] == 1, 90,
                        "the poison mail in the ticketer's dead-letter queue")
             p.wait_settled(len(mails) + 1, timeout=120)  # everything else went through
-            before = p.check([first, *mails], expect_dead=_one_poison_letter(p), held=[second])
+            before = p.check([first, *mails], expect_dead=_one_poison_letter(p), held=[second], final=False)
         finally:
             blocker.rollback()  # the operator ends the session: the cause is gone
             blocker.close()

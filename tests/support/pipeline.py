@@ -22,6 +22,10 @@ on these pieces; each is usable alone:
     server's answer have passed (0: before any answer, i.e. the server acted
     on the command but the client never hears back).
 
+``ArchiveWatch``
+    A thread that catches a mail archived before its request is committed,
+    while it happens (the end state cannot show it).
+
 ``Progress``
     A thread sampling the pipeline's counters from the database; afterwards it
     says how long after a fault the pipeline made progress again.
@@ -562,6 +566,67 @@ class Progress(threading.Thread):
     def settle(self, faults: Sequence[Fault]) -> None:
         for fault in faults:
             fault.recovery = self.recovery(fault)
+
+
+# -- archived only after the commit, watched while it happens ----------------------
+
+
+class ArchiveWatch(threading.Thread):
+    """Invariant 1 while the run goes on: no mail is in the archive before its request is committed.
+
+    Every ``interval`` s it reads the Message-IDs of mail newly arrived in
+    ``user``'s archive folder (straight from Dovecot, not through any proxy),
+    then asks the database which mails are recorded. A mail seen in the
+    archive first and found unrecorded afterwards left the inbox before its
+    request was committed: that order of the two looks makes it certain.
+    An end-of-run check cannot see this, since the request comes later anyway.
+    """
+
+    def __init__(self, user: str, folder: str, database_url: str, interval: float = 0.5) -> None:
+        super().__init__(name="archive-watch", daemon=True)
+        self.user, self.folder, self.database_url, self.interval = user, folder, database_url, interval
+        self.violations: list[str] = []
+        self.seen = 0
+        self._halt = threading.Event()
+        self._pending: dict[int, str] = {}  # archive UID -> Message-ID not yet found recorded
+        self._next_uid = 1
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            with contextlib.suppress(Exception):  # a server being restarted by the scenario
+                self._look()
+
+    def stop(self) -> list[str]:
+        self._halt.set()
+        self.join(10)
+        with contextlib.suppress(Exception):
+            self._look()
+        return self.violations
+
+    def _look(self) -> None:
+        with dv.imap(self.user, tls=False) as client:
+            if not client.folder_exists(self.folder):
+                return
+            client.select_folder(self.folder, readonly=True)
+            uids = [u for u in client.search(["UID", f"{self._next_uid}:*"]) if u >= self._next_uid]
+            if uids:
+                fetched = client.fetch(uids, [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+                for uid, data in fetched.items():
+                    self._pending[uid] = message_id(data.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]", b"") + b"\r\n")
+                self._next_uid = max(uids) + 1
+                self.seen += len(uids)
+        if not self._pending:
+            return
+        with psycopg.connect(self.database_url, connect_timeout=3) as conn:
+            recorded = {r[0] for r in conn.execute(
+                "SELECT message_id FROM history WHERE kind = 'incoming' AND message_id = ANY(%(m)s)"
+                " UNION SELECT pm.parsed->>'message_id' FROM unmatched_mail u"
+                " JOIN parsed_messages pm ON pm.raw_id = u.raw_id WHERE pm.parsed->>'message_id' = ANY(%(m)s)",
+                {"m": list(self._pending.values())})}
+        for uid, mid in list(self._pending.items()):
+            if mid not in recorded:
+                self.violations.append(f"<{mid}> was in {self.folder!r} before its request was committed")
+            del self._pending[uid]
 
 
 # -- what is on the broker -----------------------------------------------------
