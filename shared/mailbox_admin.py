@@ -374,14 +374,20 @@ def _custom_smtp(conn: psycopg.Connection, keys: Keys, smtp_raw: Mapping[str, An
                  current_id: int | None, address: str) -> int:
     from shared import smtp_settings
 
+    smtp_raw, oauth, errors = owners.split(smtp_raw)
+    if errors:
+        raise InvalidSetting(errors)
     values, password = _smtp_values(smtp_raw)
     if current_id is not None:
-        return smtp_settings.update(conn, keys, current_id, values, password)
-    name, n = f"{address} (mailbox)", 1
-    while smtp_settings.find(conn, name) is not None:
-        n += 1
-        name = f"{address} (mailbox {n})"
-    return smtp_settings.create(conn, keys, {**values, "name": name}, password)
+        smtp_id = smtp_settings.update(conn, keys, current_id, values, password)
+    else:
+        name, n = f"{address} (mailbox)", 1
+        while smtp_settings.find(conn, name) is not None:
+            n += 1
+            name = f"{address} (mailbox {n})"
+        smtp_id = smtp_settings.create(conn, keys, {**values, "name": name}, password)
+    owners.apply(conn, keys, "smtp_settings", smtp_id, oauth)  # the same checks as `deskmail smtp edit`
+    return smtp_id
 
 
 def save_with_smtp(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
@@ -418,12 +424,14 @@ def save_with_smtp(conn: psycopg.Connection, keys: Keys, raw: Mapping[str, Any],
 def send_test_mail_from(pool: Any, keys: Keys, raw: Mapping[str, Any], smtp_raw: Mapping[str, Any] | None,
                         mailbox_id: int | None, to: str) -> dict[str, Any]:
     """Send a short test mail with the values on the screen; the SMTP steps and the send as steps."""
+    import dataclasses
     from email.message import EmailMessage
     from email.utils import formataddr, make_msgid
 
     from services.replier import templates
     from services.replier.smtp import open_session
     from shared import smtp_settings
+    from shared.oauth2 import login as oauth_login
 
     with pool.connection() as conn:
         mailbox = unsaved(conn, keys, raw, mailbox_id)
@@ -431,6 +439,7 @@ def send_test_mail_from(pool: Any, keys: Keys, raw: Mapping[str, Any], smtp_raw:
         from_name = values.get("from_name") or (view(conn, mailbox_id)["from_name"] if mailbox_id else "")
         address = values.get("address") or (view(conn, mailbox_id)["address"] if mailbox_id else "")
         if smtp_raw is not None:
+            smtp_raw, oauth, _ = owners.split(smtp_raw)
             smtp_values, password = _smtp_values(smtp_raw)
             saved = smtp_settings.find(conn, mailbox.smtp_id) if mailbox.smtp_id else None
             base = {k: saved[k] for k in SMTP_FIELDS} if saved else dict(smtp_settings.DEFAULTS)
@@ -442,9 +451,15 @@ def send_test_mail_from(pool: Any, keys: Keys, raw: Mapping[str, Any], smtp_raw:
                 id=0, name="test", is_system=False, host=full["host"], port=full["port"],
                 security=full["security"], username=full["username"],
                 password=password if password is not None else (keys.decrypt(saved["password_enc"]) if saved else None),
-                allow_self_signed=bool(full["allow_self_signed"]))
+                allow_self_signed=bool(full["allow_self_signed"]),
+                auth_method=oauth.method or (saved["auth_method"] if saved else "password"))
+            if smtp.auth_method == "oauth2":  # only the saved sign-in: a test never spends a pasted token
+                if saved is None or not owners.same_as_saved(conn, "smtp_settings", saved["id"], oauth):
+                    raise InvalidSetting({"smtp_auth_method": NOT_SAVED_YET})
+                smtp = dataclasses.replace(smtp, id=saved["id"], name=saved["name"])
         else:
             smtp = smtp_settings.for_mailbox(conn, keys, mailbox.smtp_id)
+        smtp = oauth_login.attach_smtp(pool, keys, conn, smtp)
     to = (to or address).strip()
     if smtp is None:
         raise InvalidSetting({"smtp_id": "no SMTP settings: set the system default first (Settings, SMTP)"})

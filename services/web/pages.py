@@ -153,7 +153,7 @@ def smtp_form_values(form: dict[str, str]) -> dict[str, Any] | None:
         return None
     values: dict[str, Any] = {k: form.get(f"smtp_{k}", "") for k in SMTP_FORM}
     values["allow_self_signed"] = "off" if form.get("smtp_verify_tls") else "on"
-    return values
+    return _with_oauth(values, form, "smtp_")
 
 
 def _form_context(c: WebContext, conn: Any, mailbox_id: int | None, values: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def _form_context(c: WebContext, conn: Any, mailbox_id: int | None, values: dict
         "default_port": DEFAULT_PORTS.get((kind, security), ""),
         "default_ports": {f"{k}/{s}": p for (k, s), p in DEFAULT_PORTS.items()},
         "from_preview": mailbox_admin.preview_from_name(values.get("from_name") or ""),
-        "template_names": mail_templates.TEMPLATE_NAMES, "overrides": overrides,
+        "template_names": mail_templates.TEMPLATE_NAMES, "overrides": overrides, "smtp_flows": SMTP_FLOWS,
     }
 
 
@@ -193,13 +193,15 @@ def _typed_display(form: dict[str, str]) -> dict[str, Any]:
         if k != "password":
             values[f"smtp_{k}"] = form.get(f"smtp_{k}", "")
     values["smtp_verify_tls"] = bool(form.get("smtp_verify_tls"))
+    values.update({f"smtp_{k}": form.get(f"smtp_{k}", "") for k in OAUTH_FORM if k not in WRITE_ONLY})
     return values
 
 
 NEW_DEFAULTS = {"folder": "INBOX", "archive": True, "archive_folder": "deskmail_archive", "account_type": "imap",
                 "security": "tls", "verify_tls": True, "enabled": True, "poll_interval": 60, "max_per_poll": 500,
                 "max_message_bytes": 25 * 1024 * 1024, "smtp_id": "system", "smtp_security": "starttls",
-                "smtp_verify_tls": True}
+                "smtp_verify_tls": True, "smtp_auth_method": "password", "smtp_oauth_provider": "microsoft",
+                "smtp_oauth_flow": "refresh_token", "smtp_oauth_mechanism": "auto"}
 OAUTH_DEFAULTS = {"auth_method": "password", "oauth_provider": "microsoft", "oauth_flow": "authorization_code",
                   "oauth_mechanism": "auto"}
 NEW_DEFAULTS.update(OAUTH_DEFAULTS)
@@ -224,6 +226,11 @@ def mailbox_edit(request: Request, mailbox_id: int, c: Ctx) -> Response:
                 if k != "password":
                     values[f"smtp_{k}"] = context["custom_smtp"].get(k) or ""
             values["smtp_verify_tls"] = not context["custom_smtp"]["allow_self_signed"]
+            smtp_oauth = owners.view(conn, "smtp_settings", context["custom_smtp"]["id"])
+            context["custom_smtp"].update(smtp_oauth)
+            values.update({f"smtp_{k}": v for k, v in smtp_oauth.items() if v is not None})
+        for name, default in {**OAUTH_DEFAULTS, "oauth_flow": "refresh_token"}.items():
+            values.setdefault(f"smtp_{name}", default)
         polls = mailbox_admin.recent_polls(conn, mailbox_id)
     return render(request, "mailbox_form.html", errors={}, saved=saved, polls=polls,
                   done=request.query_params.get("done"), **context)
@@ -382,32 +389,50 @@ def smtp_page(request: Request, c: Ctx) -> Response:
         values["security"] = values["security"] or "starttls"
         values["verify_tls"] = not (row and row["allow_self_signed"])
         has_password = bool(row and row["password_enc"] is not None)
-    return render(request, "smtp.html", values=values, errors={}, has_password=has_password,
-                  done=request.query_params.get("done"))
+        oauth = owners.view(conn, "smtp_settings", row["id"]) if row else {}
+    values.update({k: v for k, v in oauth.items() if v is not None})
+    for name, default in {**OAUTH_DEFAULTS, "oauth_flow": "refresh_token"}.items():
+        values[name] = values.get(name) or default
+    return render(request, "smtp.html", values=values, errors={}, has_password=has_password, oauth=oauth,
+                  flows=SMTP_FLOWS, done=request.query_params.get("done"))
+
+
+SMTP_FLOWS = [("refresh_token", "Paste a refresh token"), ("client_credentials", "Client credentials (app-only access)")]
+
+
+def _with_oauth(raw: dict[str, Any], form: dict[str, str], prefix: str = "") -> dict[str, Any]:
+    """raw plus the form's sign-in method and, with OAuth2 chosen, its OAuth2 fields."""
+    method = form.get(f"{prefix}auth_method", "password")
+    raw["auth_method"] = method
+    if method == "oauth2":
+        raw.update({k: form[prefix + k] for k in OAUTH_FORM if prefix + k in form and k != "auth_method"})
+    return raw
 
 
 @router.post("/settings/smtp")
 def smtp_post(request: Request, form: Form, c: Ctx) -> Response:
     raw: dict[str, Any] = {k: form.get(k, "") for k in SMTP_FORM}
     raw["allow_self_signed"] = "off" if form.get("verify_tls") else "on"
+    raw = _with_oauth(raw, form)
     errors: dict[str, str] = {}
     result = None
     try:
         if form.get("action") == "test":
             result = api_settings.smtp_test(c, smtp_settings.SYSTEM, raw)
         else:
-            values, password = api_settings.smtp_values(raw)
             with c.tx() as conn:
-                smtp_settings.set_system(conn, c.keys, values, password)
+                api_settings.save_smtp(conn, c.keys, raw, smtp_settings.SYSTEM)
             return see_other(f"/settings/smtp?{urlencode({'done': 'Saved.'})}")
     except InvalidSetting as exc:
         errors = exc.errors
     with c.tx() as conn:
         row = smtp_settings.find(conn, smtp_settings.SYSTEM)
-    values = {k: form.get(k, "") for k in ("host", "port", "security", "username")}
+        oauth = owners.view(conn, "smtp_settings", row["id"]) if row else {}
+    values: dict[str, Any] = {k: form.get(k, "") for k in ("host", "port", "security", "username", *OAUTH_FORM)
+                              if k not in WRITE_ONLY}
     values["verify_tls"] = bool(form.get("verify_tls"))
     return render(request, "smtp.html", 422 if errors else 200, values=values, errors=errors, result=result,
-                  has_password=bool(row and row["password_enc"] is not None))
+                  has_password=bool(row and row["password_enc"] is not None), oauth=oauth, flows=SMTP_FLOWS)
 
 
 @router.get("/categories")

@@ -257,6 +257,18 @@ class SmtpIn(BaseModel):
     username: _lenient({"anyOf": [_STR, {"type": "null"}]}, "login; null sends without logging in") = None
     password: _lenient({"type": "string", "writeOnly": True}, "write-only; blank keeps the saved one") = None
     allow_self_signed: _lenient(_BOOL, "accept a certificate that cannot be verified") = None
+    auth_method: _lenient({"type": "string", "enum": ["password", "oauth2"]}, "password or oauth2") = None
+    oauth_provider: _lenient({"type": "string", "enum": ["microsoft", "google", "generic"]}, "OAuth2 provider") = None
+    oauth_flow: _lenient({"type": "string", "enum": ["refresh_token", "client_credentials", "authorization_code"]},
+                         "refresh_token (oauth_refresh_token, pasted) or client_credentials") = None
+    oauth_tenant: _lenient(_OPT_STR, "Microsoft directory (tenant) id or domain") = None
+    oauth_client_id: _lenient(_STR, "the application (client) id") = None
+    oauth_client_secret: _lenient({"type": "string", "writeOnly": True}, "write-only; blank keeps the saved one") = None
+    oauth_scopes: _lenient(_OPT_STR, "space-separated scopes; blank: the provider's") = None
+    oauth_token_url: _lenient(_OPT_STR, "token endpoint (generic; overrides a preset)") = None
+    oauth_authorize_url: _lenient(_OPT_STR, "authorization endpoint (generic)") = None
+    oauth_mechanism: _lenient({"type": "string", "enum": ["auto", "xoauth2", "oauthbearer"]}, "SASL mechanism") = None
+    oauth_refresh_token: _lenient({"type": "string", "writeOnly": True}, "write-only; a refresh token") = None
 
 
 class SmtpOut(BaseModel):
@@ -272,6 +284,19 @@ class SmtpOut(BaseModel):
     has_password: bool
     mailboxes: int
     updated_at: dt.datetime
+    auth_method: str = "password"
+    oauth_provider: str | None = None
+    oauth_flow: str | None = None
+    oauth_tenant: str | None = None
+    oauth_client_id: str | None = None
+    oauth_token_url: str | None = None
+    oauth_authorize_url: str | None = None
+    oauth_scopes: str | None = None
+    oauth_mechanism: str | None = None
+    oauth_has_client_secret: bool = Field(False, description="the client secret itself is never shown")
+    oauth_connected: bool = False
+    oauth_reconnect_reason: str | None = None
+    oauth_token_expires_at: dt.datetime | None = None
 
 
 class TemplateIn(BaseModel):

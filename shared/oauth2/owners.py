@@ -167,3 +167,14 @@ def same_as_saved(conn: psycopg.Connection, table: str, owner_id: int | None, gi
         return False
     current = conn.execute("SELECT * FROM oauth_grants WHERE id = %s", (owner["oauth_grant_id"],)).fetchone()
     return current is not None and grants.merged(current, given.values) == grants.merged(current, {})
+
+
+def view(conn: psycopg.Connection, table: str, owner_id: int) -> dict[str, Any]:
+    """auth_method and the `public` OAuth2 settings of a mailbox or SMTP setting."""
+    assert table in ("mailboxes", "smtp_settings")
+    row = conn.execute(f"SELECT o.auth_method, {COLUMNS} FROM {table} o"
+                       " LEFT JOIN oauth_grants g ON g.id = o.oauth_grant_id WHERE o.id = %s", (owner_id,)).fetchone()
+    return {} if row is None else {"auth_method": row["auth_method"], **public(row)}
+
+
+SMTP_FLOWS = ("refresh_token", "client_credentials")  # no Connect button for SMTP: a pasted token or app-only

@@ -70,3 +70,31 @@ def test_api_and_pages_keep_oauth2_secrets_write_only(app, api, browser_client):
     for text in (created.text, listing, page.text, kept.text, pasted.text, tested.text,
                  api.get("/api/v1/mailboxes").text, browser_client.get(f"/mailboxes/{mailbox_id}").text):
         assert not [s for s in secrets if s in text]
+
+
+def test_smtp_settings_with_oauth2_through_api_and_pages(app, api, browser_client):
+    from tests.support.oauth import OAuthSmtp
+
+    provider = TokenServer.new_client()
+    user = dv.new_user("api-oauth-smtp")
+    with OAuthSmtp() as sink:
+        created = api.post("/api/v1/smtp", json={
+            "name": "m365", "host": sink.host, "port": sink.port, "security": "none", "username": user,
+            "auth_method": "oauth2", "oauth_provider": "generic", "oauth_flow": "refresh_token",
+            "oauth_client_id": provider.client_id, "oauth_client_secret": provider.client_secret,
+            "oauth_token_url": provider.token_url, "oauth_refresh_token": provider.grant(user)["refresh_token"]})
+        assert created.status_code == 201, created.text
+        assert created.json()["auth_method"] == "oauth2" and created.json()["oauth_connected"]
+        tested = api.post(f"/api/v1/smtp/{created.json()['id']}/test")
+        assert tested.json()["ok"], tested.text
+        assert {"smtp_token_endpoint", "smtp_token", "smtp_login"} <= {s["step"] for s in tested.json()["steps"]}
+    assert sink.logins == [("XOAUTH2", user)]
+
+    no_user = api.put("/api/v1/smtp/system", json={"host": "smtp.example.com", "auth_method": "oauth2",
+                                                   "oauth_provider": "google", "oauth_client_id": "app"})
+    assert no_user.status_code == 422 and "user name" in no_user.json()["errors"]["username"]
+    page = browser_client.get("/settings/smtp")
+    assert 'name="oauth_client_secret"' in page.text and 'name="auth_method"' in page.text
+    secrets = stored_tokens(app) | provider.issued() | {provider.client_secret}
+    for text in (created.text, tested.text, api.get("/api/v1/smtp").text, page.text):
+        assert not [s for s in secrets if s in text]
