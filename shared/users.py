@@ -11,6 +11,7 @@ slow whatever the password.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -28,9 +29,17 @@ FAILURE_WINDOW = 15 * 60
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()
-# Verified against when the user name is unknown, so an unknown name costs
-# the same time as a wrong password and does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user name is unknown, so an unknown name costs
+    the same time as a wrong password and does not reveal which names exist.
+
+    Made on first use, not at import: Argon2id touches 64 MB, and every stage
+    process imports this module (through the CLI) without ever logging anyone in.
+    """
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,7 @@ def login(conn: psycopg.Connection, username: str, password: str, client: str) -
         " AND disabled_at IS NULL", (username,)
     ).fetchone()
     try:
-        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+        _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
         ok = row is not None
     except (VerificationError, InvalidHashError):
         ok = False
