@@ -8,8 +8,10 @@ Each scenario (tests/fault/scenarios.py) runs the four stages as processes
 against the real RabbitMQ, PostgreSQL and Dovecot of this machine, with its
 own database and queues, while it injects its faults; then it checks the
 invariants. The report gives per scenario: mails, faults injected per kind,
-lost, duplicated, duplicate auto-replies, auto-replies left 'unknown' (the
-replier's at-most-once rule), dead letters, the time to make progress again
+lost, duplicated, duplicate auto-replies (dup-AR), auto-replies due (AR due;
+for the malformed scenario: recorded sent), auto-replies left 'unknown' by
+the replier's at-most-once rule and how many of those the SMTP sink did
+receive, dead letters left at the end, the time to make progress again
 after each fault, and the whole run's mails/s. Exit status 1 if any
 invariant broke.
 
@@ -71,19 +73,19 @@ def main() -> int:
 
 
 def report(results: list[Result]) -> str:
-    lines = ["scenario      mails  mails/s  faults                               lost  dup  dup-AR"
-             "  AR due  AR unknown(rcvd)  dead  recovery p50/max (s)  verdict"]
+    lines = ["scenario      mails  mails/s  lost   dup  dup-AR  AR due  AR unknown(rcvd)  dead"
+             "  recovery p50/max (s)  verdict  faults injected"]
     for r in results:
         v = r.verdict
         kinds = Counter(f.kind for f in r.faults)
         faults = ", ".join(f"{k} x{n}" for k, n in kinds.items()) or "-"
         recovered = [f.recovery for f in r.faults if f.recovery is not None]
         recovery = (f"{statistics.median(recovered):.2f}/{max(recovered):.2f}" if recovered else "-")
+        unknown = f"{v.auto_replies_unknown}({v.auto_replies_unknown_received})"
         lines.append(
-            f"{r.scenario:<12} {v.mails:>6} {v.mails / r.seconds if r.seconds else 0:>8.1f}  {faults[:36]:<36}"
-            f" {len(v.lost):>4} {len(v.duplicated):>4} {len(v.duplicate_auto_replies):>7}"
-            f" {v.auto_replies_due:>7} {v.auto_replies_unknown:>6}({v.auto_replies_unknown_received})"
-            f"         {len(v.dead):>5}  {recovery:>20}  {'OK' if not r.problems else 'FAILED'}")
+            f"{r.scenario:<12} {v.mails:>6} {v.mails / r.seconds if r.seconds else 0:>8.1f} {len(v.lost):>5}"
+            f" {len(v.duplicated):>5} {len(v.duplicate_auto_replies):>7} {v.auto_replies_due:>7} {unknown:>17}"
+            f" {len(v.dead):>5}  {recovery:>20}  {'OK' if not r.problems else 'FAILED':<7}  {faults}")
     lines.append("")
     lines.append("time to progress again after each fault (s), by kind:")
     by_kind: dict[str, list[str]] = {}

@@ -279,7 +279,8 @@ def sigkill(settings: Settings, work_dir: Path, size: Size, seed: int = 1) -> Re
     rng.shuffle(order)
     started = time.monotonic()
     with Pipeline(settings, work_dir) as p:
-        feeder = _feeder(p, mails, over=len(order) * size.kill_interval * 0.8)
+        # Mail keeps arriving until about the last kill, so that most kills hit work in flight.
+        feeder = _feeder(p, mails, over=len(order) * (size.kill_interval + 0.4) * 0.9)
         time.sleep(1.0)
         for stage in order:
             time.sleep(size.kill_interval * rng.uniform(0.6, 1.4))
@@ -439,7 +440,7 @@ def poison(settings: Settings, work_dir: Path, size: Size, seed: int = 5) -> Res
                                 env=p.env, capture_output=True, text=True, timeout=60, cwd=ROOT)
         notes = [f"before the replay: {len(before.dead)} dead letter(s); other problems: {before.problems}",
                  f"deskmail dead-letters replay --all: exit {replay.returncode}: "
-                 f"{(replay.stdout + replay.stderr).strip()[-300:]}"]
+                 f"{' / '.join(replay.stdout.strip().splitlines())[-300:]}"]
         p.wait_settled(len(mails) + 2, timeout=90)
         verdict = p.check([first, *mails, second])
         if replay.returncode != 0:
