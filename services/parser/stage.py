@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import Connection
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -22,6 +24,9 @@ from shared.mailboxes import own_addresses
 from shared.worker import Output
 
 OWN_ADDRESSES_TTL = 30.0
+# Raw mail held in memory at once; a batch is fetched and parsed in chunks of
+# about this size, so a batch of large mails stays within a stage's memory.
+CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class ParserHandler:
@@ -40,42 +45,73 @@ class ParserHandler:
         return self._own
 
     def handle(self, events: Sequence[Event]) -> list[Output]:
-        raw_ids = [e["raw_id"] for e in events if e.type == MAIL_RECEIVED]
+        raw_ids = list(dict.fromkeys(e["raw_id"] for e in events if e.type == MAIL_RECEIVED))
         own = self._own_addresses()
         with transaction(self.pool) as conn:
-            done = {
-                r["raw_id"]
-                for r in conn.execute("SELECT raw_id FROM parsed_messages WHERE raw_id = ANY(%s)", (raw_ids,))
-            }
-            todo = [r for r in raw_ids if r not in done]
-            rows = conn.execute(
-                "SELECT id, mailbox_id, data, truncated, size FROM raw_messages WHERE id = ANY(%s)", (todo,)
-            ).fetchall() if todo else []
-            if len(rows) != len(todo):
-                missing = sorted(set(todo) - {r["id"] for r in rows})
+            # Which exist and which are parsed already (a redelivery): one round trip.
+            meta = conn.execute(
+                "SELECT r.id, r.size, r.truncated, p.raw_id IS NOT NULL AS done FROM raw_messages r"
+                " LEFT JOIN parsed_messages p ON p.raw_id = r.id WHERE r.id = ANY(%s)", (raw_ids,)
+            ).fetchall() if raw_ids else []
+            if len(meta) != len(raw_ids):
+                missing = sorted(set(raw_ids) - {r["id"] for r in meta})
                 raise Permanent(f"raw messages {missing} do not exist")
-            for row in rows:
-                parsed = parse_message(bytes(row["data"]), own_addresses=own)
-                if row["truncated"]:
-                    parsed.defects.append(
-                        f"message of {row['size']} bytes was over the mailbox's size limit;"
-                        " only its headers were imported"
-                    )
-                    parsed.body_text = (
-                        f"[This mail was {row['size']:,} bytes, over the mailbox's size limit."
-                        " Only its headers were imported; the full mail is in the mail server's archive.]"
-                    )
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO blobs (sha256, size, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                        [(a.sha256, a.size, a.data) for a in parsed.attachments],
-                    )
-                conn.execute(
-                    "INSERT INTO parsed_messages (raw_id, parsed) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    (row["id"], Jsonb(_storable(parsed.to_json()))),
-                )
+            for chunk in _by_size([r for r in meta if not r["done"]], CHUNK_BYTES):
+                self._parse_chunk(conn, chunk, own)
         return [("ticket", Event(MAIL_PARSED, {"raw_id": e["raw_id"], "mailbox_id": e["mailbox_id"]}))
                 for e in events if e.type == MAIL_RECEIVED]
+
+    def _parse_chunk(self, conn: Connection, chunk: list[dict], own: frozenset[str]) -> None:
+        info = {r["id"]: r for r in chunk}
+        # Binary: bytea as bytes, not hex text of twice the size. The cursor is
+        # closed before parsing, so libpq's copy of the result is freed first.
+        with conn.cursor(binary=True, row_factory=tuple_row) as cur:
+            rows = cur.execute("SELECT id, data FROM raw_messages WHERE id = ANY(%s)", (list(info),)).fetchall()
+        blobs: dict[str, tuple[str, int, bytes]] = {}
+        parsed_rows = []
+        while rows:
+            raw_id, data = rows.pop()  # each raw mail is freed once parsed
+            row = info[raw_id]
+            parsed = parse_message(data, own_addresses=own)
+            del data
+            if row["truncated"]:
+                parsed.defects.append(
+                    f"message of {row['size']} bytes was over the mailbox's size limit;"
+                    " only its headers were imported"
+                )
+                parsed.body_text = (
+                    f"[This mail was {row['size']:,} bytes, over the mailbox's size limit."
+                    " Only its headers were imported; the full mail is in the mail server's archive.]"
+                )
+            for a in parsed.attachments:
+                blobs.setdefault(a.sha256, (a.sha256, a.size, a.data))
+            parsed_rows.append((raw_id, Jsonb(parsed.to_json())))
+        # Sorted: concurrent parsers insert the same blob keys in the same order (no deadlock).
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO blobs (sha256, size, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [blobs[k] for k in sorted(blobs)],
+            )
+            cur.executemany(
+                "INSERT INTO parsed_messages (raw_id, parsed) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                sorted(parsed_rows, key=lambda r: r[0]),
+            )
+
+
+def _by_size(rows: list[dict], limit: int) -> list[list[dict]]:
+    """Rows in chunks of at most `limit` bytes of raw mail (a bigger mail is a chunk alone)."""
+    chunks: list[list[dict]] = []
+    current: list[dict] = []
+    size = 0
+    for row in rows:
+        if current and size + row["size"] > limit:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(row)
+        size += row["size"]
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _storable(value: Any) -> Any:
