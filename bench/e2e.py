@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
 from bench import limits  # noqa: E402
@@ -255,6 +256,11 @@ SELECT (SELECT count(*) FROM raw_messages WHERE mailbox_id = %(m)s) AS stored,
            AND h.automatic IS NULL) AS due,
        (SELECT count(*) FROM outgoing_mail o JOIN requests q ON q.id = o.request_id
          WHERE q.mailbox_id = %(m)s AND o.kind = 'auto_reply' AND o.state = 'sent') AS sent,
+       (SELECT count(*) FROM outgoing_mail o JOIN requests q ON q.id = o.request_id
+         WHERE q.mailbox_id = %(m)s AND o.kind = 'auto_reply' AND o.state IN ('pending', 'sending')) AS unsent,
+       (SELECT count(*) FROM outgoing_mail o JOIN requests q ON q.id = o.request_id
+         WHERE q.mailbox_id = %(m)s AND o.kind = 'auto_reply'
+           AND o.state IN ('failed', 'unknown', 'skipped')) AS not_sent,
        (SELECT count(*) FROM remote_messages WHERE mailbox_id = %(m)s AND state = 'archived') AS archived
 """
 
@@ -317,6 +323,8 @@ class Processes:
 
     def start(self, names: tuple[str, ...]) -> None:
         for name in names:
+            if name in self.procs and self.procs[name].poll() is None:
+                continue  # running already (--staged started it)
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it
             self.procs[name] = subprocess.Popen([sys.executable, "-m", "services.cli", name], env=self.env,
                                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -357,6 +365,8 @@ def wait_done(url: str, mailbox_id: int, n: int, user: str, sink: Sink, sink_bas
     """Seconds from `started` until all n mails are requests, replies received and the INBOX empty."""
     deadline = started + timeout
     next_print = time.monotonic() + 5
+    last_counts: dict[str, int] | None = None
+    last_change = time.monotonic()
     while True:
         procs.check_alive()
         c = counts(url, mailbox_id)
@@ -369,9 +379,15 @@ def wait_done(url: str, mailbox_id: int, n: int, user: str, sink: Sink, sink_bas
             continue
         if now >= next_print:
             print(f"  [{label} {now - started:5.1f}s] stored {c['stored']} parsed {c['parsed']} ticketed"
-                  f" {c['ticketed']} replies {received}/{c['due']} archived {c['archived']}", flush=True)
+                  f" {c['ticketed']} replies {received}/{c['due']} archived {c['archived']}"
+                  + (f" (auto-replies failed/unknown/skipped: {c['not_sent']})" if c["not_sent"] else ""),
+                  flush=True)
+            if c != last_counts:
+                last_counts, last_change = c, now
+            elif now - last_change > 60:
+                raise SystemExit(f"{label}: no progress for 60 s: {c}, sink {received}; logs in {procs.log_dir}")
             next_print = now + 5
-        if c["ticketed"] >= n and c["archived"] >= n and received >= c["due"] and c["sent"] >= c["due"]:
+        if c["ticketed"] >= n and c["archived"] >= n and received >= c["due"] and not c["unsent"]:
             done = time.monotonic()
             if inbox_count(user) == 0:
                 return done - started
@@ -379,6 +395,34 @@ def wait_done(url: str, mailbox_id: int, n: int, user: str, sink: Sink, sink_bas
             raise SystemExit(f"{label}: not finished after {timeout:.0f} s: {c}, sink {received};"
                              f" logs in {procs.log_dir}")
         time.sleep(0.1)
+
+
+def staged_run(url: str, mailbox_id: int, n: int, procs: Processes, sink: Sink, sink_base: int,
+               watch: ServerWatch) -> None:
+    """Start the stages one after the other, each once the one before has done all n mails.
+
+    Each stage then has the whole backlog and the machine to itself: its own
+    throughput, undisturbed by the others (and a clean target for py-spy).
+    """
+    counter = {"fetcher": "stored", "parser": "parsed", "ticketer": "ticketed", "replier": "sent"}
+    for name in STAGES:
+        started = time.monotonic()
+        procs.start((name,))
+        watch.clients[name] = procs.procs[name].pid
+        while True:
+            procs.check_alive()
+            c = counts(url, mailbox_id)
+            if c is not None and c[counter[name]] >= (c["due"] if name == "replier" else n):
+                break
+            if time.monotonic() - started > max(300.0, n / 5):
+                raise SystemExit(f"staged: {name} did not finish: {c}")
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
+        usage = procs.usage()[name]
+        done = c["sent"] if name == "replier" else n
+        print(f"  staged: {name:9} alone: {done} in {seconds:5.1f} s = {done / seconds:6,.0f}/s"
+              f" (including its start-up), CPU {usage.cpu_seconds:.1f} s, peak RSS {usage.peak_rss_mb:.0f} MB",
+              flush=True)
 
 
 # ---- report helpers -----------------------------------------------------------------
@@ -426,18 +470,21 @@ def throughput_phase(args: argparse.Namespace, url: str, sink: Sink, procs: Proc
     del sample
     mailbox_id = configure(url, sink.port, user)
     sink_base = sink.count
-    watch = ServerWatch().start()
+    watch = ServerWatch(conninfo_to_dict(url)["dbname"]).start()
     watch_holder.append(watch)
     ours_before = ProcUsage.of(os.getpid()).cpu_seconds + ProcUsage.of(sink.pid).cpu_seconds
     started = time.monotonic()
     wall_started = time.time()
+    if args.staged:
+        staged_run(url, mailbox_id, n, procs, sink, sink_base, watch)
     procs.start(STAGES)
+    watch.clients.update({name: proc.pid for name, proc in procs.procs.items()})
     print(f"throughput: {n} mails, four stage processes (logs in {procs.log_dir})", flush=True)
     elapsed = wait_done(url, mailbox_id, n, user, sink, sink_base, procs, started, max(180.0, n / 10), "e2e")
     usage = procs.usage()
     watch.stop()
     ours = ProcUsage.of(os.getpid()).cpu_seconds + ProcUsage.of(sink.pid).cpu_seconds - ours_before
-    return {"ours": ours, "n": n, "elapsed": elapsed, "usage": usage, "watch": watch, "probes": probes,
+    return {"staged": args.staged, "ours": ours, "n": n, "elapsed": elapsed, "usage": usage, "watch": watch, "probes": probes,
             "spans": spans(url, mailbox_id), "counts": counts(url, mailbox_id), "wall_started": wall_started,
             "ids": ids, "user": user}
 
@@ -522,10 +569,11 @@ def embedded_phase(args: argparse.Namespace, sink: Sink, work: Path) -> dict:
         mailbox_id = configure(url, sink.port, user)
         env = stage_env(DESKMAIL_DATA_DIR=str(data_dir), DESKMAIL_WEB="0")
         procs = Processes(env, work)
-        watch = ServerWatch().start()
+        watch = ServerWatch(conninfo_to_dict(url).get("dbname", "postgres"), pgdata=str(data_dir / "pgdata")).start()
         base = sink.count
         started = time.monotonic()
         procs.start(("run",))
+        watch.clients["run"] = procs.procs["run"].pid
         print(f"embedded: {n} mails, `deskmail run` in one process", flush=True)
         try:
             elapsed = wait_done(url, mailbox_id, n, user, sink, base, procs, started, max(180.0, n / 5),
@@ -546,14 +594,16 @@ def report(tp: dict, lat: dict | None, big: float | None, peak: dict[str, ProcUs
     n, elapsed, probes = tp["n"], tp["elapsed"], tp["probes"]
     rate = n / elapsed
     print()
+    if tp["staged"]:
+        print("== (--staged: the stages ran one after the other; the end-to-end time is their sum)")
     print(f"== end to end (four processes): {n} mails in {elapsed:.1f} s = {rate:,.0f} mails/s"
           f"   (target 250/s: {'met' if rate >= 250 else 'NOT met'})")
     if OUTAGES:
         print(f"   WARNING: the database did not answer {len(OUTAGES)} time(s) during the run (first:"
               f" {OUTAGES[0]}); another process restarted it? The figures include that outage.")
     c = tp["counts"]
-    print(f"   {c['ticketed']} mails ticketed, {c['due']} new requests, {c['sent']} auto-replies at the SMTP"
-          f" sink, {c['archived']} archived, INBOX empty")
+    print(f"   {c['ticketed']} mails ticketed, {c['due']} new requests, {c['sent']} auto-replies sent"
+          f" ({c['not_sent']} failed/unknown/skipped), {c['archived']} archived, INBOX empty")
     busy, available = tp["watch"].machine_busy()
     servers = tp["watch"].cpu_seconds()
     total_stage_cpu = sum(u.cpu_seconds for u in tp["usage"].values())
@@ -563,7 +613,7 @@ def report(tp: dict, lat: dict | None, big: float | None, peak: dict[str, ProcUs
           f" sink {tp['ours']:.0f}")
     print()
     print(f"   {'stage':10} {'own rate':>12} {'active span':>16} {'CPU s':>7} {'CPU ms/mail':>12}"
-          f" {'peak RSS':>9}")
+          f" {'its PG ms/mail':>15} {'peak RSS':>9}")
     relevant = {"fetcher": "imap_fetch", "parser": "mime_parse", "ticketer": "db_insert_rows",
                 "replier": "smtp_send"}
     start = tp["wall_started"]
@@ -574,11 +624,13 @@ def report(tp: dict, lat: dict | None, big: float | None, peak: dict[str, ProcUs
         own = f"{span.rate():,.0f}/s" if span else "n/a"
         when = f"{span.first - start:5.1f}-{span.last - start:5.1f} s" if span else ""
         per = usage.cpu_seconds * 1000 / max(span.count if span else n, 1)
-        print(f"   {name:10} {own:>12} {when:>16} {usage.cpu_seconds:7.1f} {per:12.1f} {mem:7.0f} MB"
+        pg = servers.get(f"postgresql: {name}", 0.0) * 1000 / max(span.count if span else n, 1)
+        print(f"   {name:10} {own:>12} {when:>16} {usage.cpu_seconds:7.1f} {per:12.1f} {pg:15.1f} {mem:7.0f} MB"
               f"   {ratio(span.rate() if span else 0, probes.get(relevant[name]))}")
     print("   servers' CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(servers.items()))
           + f"; stages {total_stage_cpu:.1f}")
     per_mail = (total_stage_cpu + sum(servers.values())) * 1000 / n
+    print("   (RabbitMQ and Dovecot serve other test runs too: their figures include that work)")
     print(f"   CPU per mail, all processes: {per_mail:.1f} ms (stages {total_stage_cpu * 1000 / n:.1f} ms)"
           f" -> at most {cores * 1000 / per_mail:,.0f} mails/s on {cores} cores")
     if probes:
@@ -624,6 +676,8 @@ def main() -> None:
     parser.add_argument("--no-limits", action="store_true", help="skip the raw-limit probes")
     parser.add_argument("--no-big", action="store_true", help="skip the 25 MB attachment")
     parser.add_argument("--only-throughput", action="store_true", help="phases 1-2 only (for profiling)")
+    parser.add_argument("--staged", action="store_true",
+                        help="first run each stage alone on the backlog (its own throughput), then the rest")
     parser.add_argument("--keep-logs", action="store_true", help="keep the stages' logs (printed path)")
     args = parser.parse_args()
     if args.quick:

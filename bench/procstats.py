@@ -16,6 +16,7 @@ ends between two samples loses at most half a second of CPU.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -23,26 +24,6 @@ from dataclasses import dataclass
 import psutil
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-# Which server a process belongs to, by its name (psutil's name, i.e. comm).
-_SERVERS = {
-    "postgres": "postgresql",
-    "beam.smp": "rabbitmq",
-    "erl_child_setup": "rabbitmq",
-    "epmd": "rabbitmq",
-    "inet_gethost": "rabbitmq",
-    "dovecot": "dovecot",
-    "imap": "dovecot",
-    "imap-login": "dovecot",
-    "auth": "dovecot",
-    "anvil": "dovecot",
-    "log": "dovecot",
-    "config": "dovecot",
-    "stats": "dovecot",
-    "indexer": "dovecot",
-    "indexer-worker": "dovecot",
-}
-
 
 @dataclass(frozen=True)
 class ProcUsage:
@@ -69,11 +50,25 @@ def _kb(value: str) -> float:
 
 
 class ServerWatch(threading.Thread):
-    """CPU seconds used by PostgreSQL, RabbitMQ and Dovecot between start() and stop()."""
+    """CPU seconds used by PostgreSQL, RabbitMQ and Dovecot between start() and stop().
 
-    def __init__(self, interval: float = 0.5) -> None:
+    Other test runs may share these servers. PostgreSQL is counted for this
+    run alone: the backends connected to `database` plus the cluster's own
+    background processes (WAL writer, checkpointer...), found under the
+    postmaster whose command line names `pgdata`. RabbitMQ (beam.smp) and
+    Dovecot (the master started with `dovecot_conf`, and its children) are
+    counted whole: their figures include whatever else used them meanwhile.
+    """
+
+    def __init__(self, database: str, pgdata: str = "/var/lib/postgresql",
+                 dovecot_conf: str = "/tmp/deskmail-dovecot/dovecot.conf", interval: float = 0.5) -> None:
         super().__init__(name="server-watch", daemon=True)
+        self.database = database
+        self.pgdata = pgdata
+        self.dovecot_conf = dovecot_conf
         self.interval = interval
+        # label -> pid of a client whose PostgreSQL backends are counted apart ("postgresql: parser").
+        self.clients: dict[str, int] = {}
         self._baseline: dict[int, float] = {}
         self._last: dict[int, tuple[str, float]] = {}
         self._halt = threading.Event()
@@ -82,13 +77,57 @@ class ServerWatch(threading.Thread):
         self.started_at = time.monotonic()
         self.stopped_at = self.started_at
 
+    def _client_ports(self) -> dict[int, str]:
+        ports: dict[int, str] = {}
+        for label, pid in self.clients.items():
+            try:
+                for conn in psutil.Process(pid).net_connections("tcp"):
+                    if conn.raddr and conn.raddr.port == 5432:
+                        ports[conn.laddr.port] = label
+            except psutil.Error:
+                continue
+        return ports
+
+    def _backend_label(self, title: str, ports: dict[int, str]) -> str:
+        match = re.search(r"\((\d+)\)", title)
+        if match and int(match.group(1)) in ports:
+            return f"postgresql: {ports[int(match.group(1))]}"
+        return "postgresql"
+
+    def _members(self) -> dict[int, str]:
+        """pid -> server, for the processes that count."""
+        members: dict[int, str] = {}
+        ports = self._client_ports()
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            name, cmdline = proc.info["name"] or "", " ".join(proc.info["cmdline"] or ())
+            try:
+                if name == "postgres" and f"-D {self.pgdata}" in cmdline:
+                    members[proc.pid] = "postgresql"
+                    for child in proc.children():
+                        title = " ".join(child.cmdline())
+                        backend = "(" in title or "[local]" in title
+                        if not backend:
+                            members[child.pid] = "postgresql"
+                        elif f" {self.database} " in title:
+                            members[child.pid] = self._backend_label(title, ports)
+                elif name == "beam.smp":
+                    members[proc.pid] = "rabbitmq (shared)"
+                elif name == "dovecot" and self.dovecot_conf in cmdline:
+                    members[proc.pid] = "dovecot (shared)"
+                    for child in proc.children(recursive=True):
+                        members[child.pid] = "dovecot (shared)"
+            except psutil.Error:
+                continue  # gone meanwhile
+        return members
+
     def _sample(self) -> dict[int, tuple[str, float]]:
         seen = {}
-        for proc in psutil.process_iter(["name", "cpu_times"]):
-            server = _SERVERS.get(proc.info["name"] or "")
-            times = proc.info["cpu_times"]
-            if server is not None and times is not None:
-                seen[proc.pid] = (server, times.user + times.system)
+        for pid, server in self._members().items():
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            seen[pid] = (server, times.user + times.system)
         return seen
 
     def start(self) -> ServerWatch:  # type: ignore[override]
