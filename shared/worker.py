@@ -191,9 +191,25 @@ class Worker:
         with bind(**_log_ids(events)):
             outputs = self._retrying(self.handler.handle, events)
             self._publish(outputs)
-            for message, _ in items:
-                message.ack()
+            self._ack([message for message, _ in items])
         metrics.HANDLED.labels(self.stage).inc(len(items))
+
+    def _ack(self, messages: list[Message]) -> None:
+        """Ack a handled batch: on RabbitMQ one basic.ack with multiple=True for all of it.
+
+        Every delivery before the batch on this channel is settled already
+        (batches are handled in delivery order, each message acked or routed),
+        so acking up to the batch's last tag acks exactly the batch. One frame
+        instead of one per message: less work for the stage and the broker.
+        kombu's in-memory transport ignores `multiple`, so there each is acked.
+        """
+        last = messages[-1]
+        tags = [m.delivery_tag for m in messages]
+        if self.settings.embedded or len(messages) == 1 or tags != sorted(tags):
+            for message in messages:
+                message.ack()
+            return
+        last.ack(multiple=True)
 
     def _publish(self, outputs: list[Output]) -> None:
         if outputs:
