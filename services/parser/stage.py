@@ -27,6 +27,7 @@ OWN_ADDRESSES_TTL = 30.0
 # Raw mail held in memory at once; a batch is fetched and parsed in chunks of
 # about this size, so a batch of large mails stays within a stage's memory.
 CHUNK_BYTES = 8 * 1024 * 1024
+PIECE_BYTES = 4 * 1024 * 1024  # a mail bigger than this is read in pieces of this size
 
 
 class ParserHandler:
@@ -65,8 +66,12 @@ class ParserHandler:
         info = {r["id"]: r for r in chunk}
         # Binary: bytea as bytes, not hex text of twice the size. The cursor is
         # closed before parsing, so libpq's copy of the result is freed first.
-        with conn.cursor(binary=True, row_factory=tuple_row) as cur:
-            rows = cur.execute("SELECT id, data FROM raw_messages WHERE id = ANY(%s)", (list(info),)).fetchall()
+        if len(chunk) == 1 and chunk[0]["size"] > PIECE_BYTES:
+            rows = [(chunk[0]["id"], _fetch_in_pieces(conn, chunk[0]["id"]))]
+        else:
+            with conn.cursor(binary=True, row_factory=tuple_row) as cur:
+                rows = cur.execute("SELECT id, data FROM raw_messages WHERE id = ANY(%s)",
+                                   (list(info),)).fetchall()
         blobs: dict[str, tuple[str, int, bytes]] = {}
         parsed_rows = []
         while rows:
@@ -96,6 +101,24 @@ class ParserHandler:
                 "INSERT INTO parsed_messages (raw_id, parsed) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 sorted(parsed_rows, key=lambda r: r[0]),
             )
+
+
+def _fetch_in_pieces(conn: Connection, raw_id: int) -> bytes:
+    """One big raw mail, read PIECE_BYTES at a time.
+
+    libpq reads a whole row into its input buffer, which grows by doubling
+    and stays that big for the life of the connection: a 34 MB mail read in
+    one piece would pin 64 MB in this process for good.
+    """
+    with conn.cursor(binary=True, row_factory=tuple_row) as cur:
+        row = cur.execute("SELECT octet_length(data) FROM raw_messages WHERE id = %s", (raw_id,)).fetchone()
+        length = int(row[0]) if row else 0
+        pieces = []
+        for start in range(1, length + 1, PIECE_BYTES):
+            piece = cur.execute("SELECT substring(data FROM %s FOR %s) FROM raw_messages WHERE id = %s",
+                                (start, PIECE_BYTES, raw_id)).fetchone()
+            pieces.append(piece[0] if piece else b"")
+    return b"".join(pieces)
 
 
 def _by_size(rows: list[dict], limit: int) -> list[list[dict]]:

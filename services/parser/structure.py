@@ -45,6 +45,9 @@ class Part:
         """The body with its transfer encoding undone (decoded once, then cached)."""
         if self._payload is None:
             self._payload = decode_transfer(self.body, self.transfer_encoding(), defects)
+            # Nothing reads the encoded body once decoded: free it (a big attachment
+            # would otherwise be held twice, encoded and decoded).
+            self.body = b""
         return self._payload
 
 
@@ -94,6 +97,7 @@ def _parse_part(raw: bytes, depth: int, default: str, defects: list[str], budget
             defects.append(f"invalid content type {ctype[:60]!r}")
             ctype = "application/octet-stream" if ctype.startswith("application") else default
     part = Part(headers, body, ctype, params, depth)
+    del body, raw  # the part holds its body; _split_children may drop it
     if ctype.startswith("multipart/"):
         _split_children(part, defects, budget)
     return part
@@ -117,8 +121,12 @@ def _split_children(part: Part, defects: list[str], budget: _Budget) -> None:
         defects.append(f"more than {MAX_PARTS} parts, the rest dropped")
         del chunks[room:]
     default = "message/rfc822" if part.content_type == "multipart/digest" else "text/plain"
-    for chunk in chunks:
-        part.children.append(_parse_part(chunk, part.depth + 1, default, defects, budget))
+    # A container's body is only ever read through its children: drop it, and
+    # each chunk once its part is made, so a big attachment is not held three times.
+    part.body = b""
+    chunks.reverse()
+    while chunks:
+        part.children.append(_parse_part(chunks.pop(), part.depth + 1, default, defects, budget))
 
 
 def split_multipart(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
