@@ -90,7 +90,7 @@ class ParserHandler:
                 )
             for a in parsed.attachments:
                 blobs.setdefault(a.sha256, (a.sha256, a.size, a.data))
-            parsed_rows.append((raw_id, Jsonb(parsed.to_json())))
+            parsed_rows.append((raw_id, Jsonb(_storable(parsed.to_json()))))
         # Sorted: concurrent parsers insert the same blob keys in the same order (no deadlock).
         with conn.cursor() as cur:
             cur.executemany(
