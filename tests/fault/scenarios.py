@@ -8,7 +8,7 @@ tests.support.pipeline.check_pipeline (lost, duplicated, duplicate
 auto-replies, inbox, archive, queues, dead letters) and every fault injected
 with the time the pipeline took to make progress again.
 
-    sigkill     a random stage SIGKILLed every ~2 s, each at least `kills` times, restarted each time
+    sigkill     a random stage SIGKILLed every ~1.5 s, each at least `kills` times, restarted each time
     rabbitmq    `rabbitmqctl stop_app` for a few seconds in the middle of the run
     postgresql  `pg_ctlcluster ... restart` in the middle of the run
     network     IMAP cut mid-FETCH, all IMAP connections reset, IMAP cut mid-MOVE (after the
@@ -34,6 +34,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -528,7 +529,10 @@ def malformed(settings: Settings, work_dir: Path, size: Size, seed: int = 6) -> 
         p.wait_settled(len(broken), timeout, less_dead=True)
         verdict = _check_malformed(p, keys)
         verdict.problems.extend(f"stage exited by itself: {k} ({v})" for k, v in p.stages.crashed().items())
-        return p.result("malformed", verdict, started, [f"{len(base)} corpus mails mutated, seed {seed}"])
+        reasons = Counter(f"{d.stage}: {str(d.headers.get('x-deskmail-error'))[:160]}" for d in verdict.dead)
+        notes = [f"{len(base)} corpus mails mutated, seed {seed}"]
+        notes += [f"dead letter x{n}: {why}" for why, n in reasons.most_common(5)]
+        return p.result("malformed", verdict, started, notes)
 
 
 def _check_malformed(p: Pipeline, keys: dict[str, bytes]) -> Verdict:

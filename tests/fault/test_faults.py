@@ -58,3 +58,6 @@ def test_poison_mail_dead_lettered_then_replayed_into_a_request(settings, doveco
 def test_malformed_mail_never_crashes_stalls_or_vanishes(settings, tmp_path):
     result = run(scenarios.malformed, settings, tmp_path)
     assert result.verdict.details["unparsed"] > 0  # the junk really was junk
+    # A visible dead letter loses nothing (run() accepted it), but invariant 6 wants
+    # a request: every dead letter here is a parser or ticketer bug to fix.
+    assert result.verdict.details["dead"] == 0, scenarios.describe(result)
