@@ -13,8 +13,8 @@ import time
 from datetime import UTC, datetime
 
 from services.replier.compose import build_message
-from services.replier.templates import build_context, render, render_from_name, system_template
 from shared.msgid import make_message_id
+from shared.templates import build_context, render, render_from_name, system_template
 
 KEY = b"bench-key-0123456789abcdef0123456"
 FROM_NAME = "{{ agent.name if agent else mailbox.name }} at ACME"

@@ -27,9 +27,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.mailgen import generate  # noqa: E402
+from services.admin import users  # noqa: E402
 from services.app import App  # noqa: E402
 from services.web.server import serve_in_thread  # noqa: E402
-from shared import users  # noqa: E402
 from shared.db import transaction  # noqa: E402
 from tests.support.pipeline import scratch_settings  # noqa: E402
 

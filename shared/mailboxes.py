@@ -97,7 +97,7 @@ def validate(values: dict[str, Any]) -> dict[str, str]:
             errors[name] = "must not be empty"
     if "from_name" not in errors:
         # The account name is a template (placeholders such as the agent's name).
-        from services.replier.templates import validate_from_name
+        from shared.templates import validate_from_name
 
         problems = validate_from_name(str(values["from_name"]))
         if problems:

@@ -19,8 +19,8 @@ from typing import Any
 
 import psycopg
 
-from services.replier import templates
-from services.replier.templates import Template, TemplateProblem
+from shared import templates
+from shared.templates import Template, TemplateProblem
 
 SHIPPED, SYSTEM, MAILBOX = "shipped", "system", "mailbox"
 

@@ -9,13 +9,15 @@ import os
 import sys
 from typing import Any
 
+from services.admin import categories
+from services.admin import mailboxes as mailbox_admin
+from services.admin.errors import Conflict
 from services.app import App
 from services.cli import oauth2 as oauth_cli
-from shared import categories, mailbox_admin, mailboxes, smtp_settings
+from shared import mailboxes, smtp_settings
 from shared.db import transaction
 from shared.mailboxes import InvalidSetting
 from shared.oauth2 import login as oauth_login
-from shared.service_errors import Conflict
 
 FIELDS = {
     # option: (column, type, help)
@@ -99,7 +101,7 @@ def _resolve(conn: Any, values: dict[str, Any]) -> None:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    # Numbers stay text here: shared.mailbox_admin reads them, so a wrong
+    # Numbers stay text here: services.admin.mailboxes reads them, so a wrong
     # value gets the same message as in the admin web and the API.
     values: dict[str, Any] = {}
     for opt, (col, _, _) in FIELDS.items():

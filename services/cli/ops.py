@@ -14,8 +14,9 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
+from services.admin import status as ops_status
 from services.app import App
-from shared import broker_admin, ops_status
+from shared import broker_admin
 from shared.broker_admin import DeadLetter, QueueInfo, QueueMissing
 
 

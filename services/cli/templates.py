@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 from services.app import App
-from services.replier import templates
-from services.replier.templates import Template
-from shared import template_store
+from shared import template_store, templates
 from shared.db import transaction
+from shared.templates import Template
 
 
 def register(sub: argparse._SubParsersAction) -> None:

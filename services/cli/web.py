@@ -7,11 +7,11 @@ import getpass
 import os
 import sys
 
+from services.admin import users
+from services.admin.errors import Conflict
 from services.app import App
-from shared import users
 from shared.db import transaction
 from shared.mailboxes import InvalidSetting
-from shared.service_errors import Conflict
 
 
 def register(sub: argparse._SubParsersAction) -> None:

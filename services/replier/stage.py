@@ -35,11 +35,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from services.replier import templates
 from services.replier.compose import build_message, validate_address
 from services.replier.loops import auto_reply_refusal, parse_rate_windows, rate_limit_refusal
 from services.replier.smtp import Ambiguous, Refused, Sender, write_outbox
-from shared import metrics, smtp_settings, template_store
+from shared import metrics, smtp_settings, template_store, templates
 from shared.crypto import Keys, SecretError
 from shared.db import transaction
 from shared.errors import Permanent, Transient

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
+from services.admin import mailboxes as mailbox_admin
 from services.web.context import Ctx, WebContext
 from services.web.schemas import (
     Folders,
@@ -16,7 +17,7 @@ from services.web.schemas import (
     Poll,
     TestResult,
 )
-from shared import mailbox_admin, smtp_settings
+from shared import smtp_settings
 from shared.oauth2 import login as oauth_login
 
 router = APIRouter(prefix="/api/v1", tags=["mailboxes"])

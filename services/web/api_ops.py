@@ -8,11 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from services.admin import status as ops_status
+from services.admin.errors import NotFound
 from services.web.context import Ctx, WebContext
 from services.web.schemas import DeadLetterOut, DiscardIn, Handled, ReplayIn, StatusOut
-from shared import broker_admin, ops_status
+from shared import broker_admin
 from shared.mailboxes import InvalidSetting
-from shared.service_errors import NotFound
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from services.admin import requests as request_views
 from services.web.context import Ctx
 from services.web.schemas import RequestDetail, RequestPage
-from shared import request_views
 
 router = APIRouter(prefix="/api/v1", tags=["requests"])
 

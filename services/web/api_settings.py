@@ -6,14 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Response
 
+from services.admin import categories, form_values
+from services.admin import mailboxes as mailbox_admin
+from services.admin.errors import Conflict
+from services.admin.mailboxes import NOT_SAVED_YET
 from services.web.context import Ctx
 from services.web.schemas import CategoryIn, CategoryOut, SmtpIn, SmtpOut, TestResult
-from shared import categories, form_values, mailbox_admin, smtp_settings
-from shared.mailbox_admin import NOT_SAVED_YET
+from shared import smtp_settings
 from shared.mailboxes import InvalidSetting
 from shared.oauth2 import login as oauth_login
 from shared.oauth2 import owners
-from shared.service_errors import Conflict
 
 router = APIRouter(prefix="/api/v1")
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from services.replier import templates
+from services.admin import mailboxes as mailbox_admin
+from services.admin.errors import NotFound
 from services.web.context import Ctx
 from services.web.schemas import Rendered, TemplateIn, TemplateOut
-from shared import mailbox_admin, template_store
+from shared import template_store, templates
 from shared.mailboxes import InvalidSetting
-from shared.service_errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["templates"])
 

@@ -4,7 +4,7 @@ The login form has no session yet, so it is protected against cross-site
 posting with a double-submit cookie (a random value in a cookie and in the
 form, which another site can neither read nor set). A wrong password and an
 unknown user name get the same answer; too many failures are throttled
-(shared.users) and answered 429 with Retry-After.
+(services.admin.users) and answered 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from services.admin import users
+from services.admin.users import SESSION_SECONDS, Throttled
 from services.web.security import (
     LOGIN_CSRF_COOKIE,
     Principal,
@@ -27,8 +29,6 @@ from services.web.security import (
     secure_request,
     session_cookie,
 )
-from shared import users
-from shared.users import SESSION_SECONDS, Throttled
 
 log = logging.getLogger(__name__)
 router = APIRouter()

@@ -20,9 +20,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.admin.errors import Conflict
+from services.admin.users import Throttled
 from shared.mailboxes import InvalidSetting
-from shared.service_errors import Conflict
-from shared.users import Throttled
 
 
 class BrokerDown(Exception):

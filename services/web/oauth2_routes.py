@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from services.admin.errors import NotFound
 from services.web.context import Ctx, WebContext
 from shared.oauth2 import authorize
-from shared.service_errors import NotFound
 
 router = APIRouter()
 REDIRECT_ENV = "DESKMAIL_OAUTH_REDIRECT_URI"

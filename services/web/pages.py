@@ -15,16 +15,19 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from services.replier import templates as mail_templates
+from services.admin import categories
+from services.admin import mailboxes as mailbox_admin
+from services.admin import requests as request_views
+from services.admin.errors import Conflict
 from services.web import api_mailboxes, api_ops, api_settings, api_templates
 from services.web.context import Ctx, WebContext
 from services.web.schemas import TemplateIn
 from services.web.security import CSP, Principal
-from shared import categories, mailbox_admin, request_views, smtp_settings, template_store
+from shared import smtp_settings, template_store
+from shared import templates as mail_templates
 from shared.mailboxes import DEFAULT_PORTS, InvalidSetting
 from shared.oauth2 import owners
 from shared.oauth2.providers import endpoints
-from shared.service_errors import Conflict
 
 router = APIRouter()
 

@@ -20,8 +20,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import users
-from shared.users import Session, User
+from services.admin import users
+from services.admin.users import Session, User
 
 COOKIE = "deskmail_session"
 SECURE_COOKIE = "__Host-deskmail_session"

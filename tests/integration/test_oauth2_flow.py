@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared import ops_status
+from services.admin import status as ops_status
 from shared.db import transaction
 from shared.oauth2 import authorize
 from tests.conftest import stage_env

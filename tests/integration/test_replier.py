@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.replier.outbox import queue_staff_reply
-from services.replier.templates import Template
 from shared import template_store
 from shared.db import transaction
 from shared.errors import Transient, is_transient
 from shared.events import REPLY_QUEUED, Event
+from shared.templates import Template
 from tests.integration.replier_helpers import (
     add_mailbox,
     history,

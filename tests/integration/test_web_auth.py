@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from shared import users
+from services.admin import users
 from shared.db import transaction
 from tests.integration.web_support import ADMIN, admin, browser_client, csrf_of, log_in, web_app  # noqa: F401
 

@@ -10,8 +10,9 @@ import re
 
 import pytest
 
+from services.admin import categories
 from services.cli import main as cli
-from shared import categories, smtp_settings
+from shared import smtp_settings
 from shared.db import transaction
 from tests.integration.web_support import admin, api, browser_client, web_app  # noqa: F401
 

@@ -16,9 +16,9 @@ from urllib.parse import urlparse
 import pytest
 from fastapi.testclient import TestClient
 
+from services.admin import users
 from services.app import App
 from services.web.app import create_app
-from shared import users
 from shared.db import transaction
 
 ADMIN = ("admin", "correct horse battery")

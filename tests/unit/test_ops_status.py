@@ -12,11 +12,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from kombu import Connection
 
+from services.admin.status import queue_health
 from shared import log as logsetup
 from shared.broker_admin import QueueInfo, _add_api_rates, _replay_headers
 from shared.errors import Permanent
 from shared.events import MAIL_RECEIVED, Event
-from shared.ops_status import queue_health
 from shared.publisher import Publisher
 from shared.settings import Settings
 from shared.topology import Topology

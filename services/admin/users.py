@@ -20,8 +20,8 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from services.admin.errors import Conflict
 from shared.mailboxes import InvalidSetting
-from shared.service_errors import Conflict
 
 SESSION_SECONDS = 12 * 3600
 MAX_FAILURES = 5

@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 
+from services.admin.errors import NotFound
 from shared.mailboxes import InvalidSetting
-from shared.service_errors import NotFound
 
 STATUSES = ("open", "closed")
 MAX_LIMIT = 200

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.replier.templates import (
+from shared.templates import (
     CONTEXT_NAMES,
     FIELDS,
     TEMPLATE_NAMES,
@@ -84,9 +84,9 @@ def test_unknown_system_template():
 
 
 def test_template_files_are_shipped_beside_the_module():
-    import services.replier.templates as mod
+    import shared.templates as mod
 
-    folder = Path(mod.__file__).with_name("templates")
+    folder = Path(mod.__file__).with_name("email_templates")
     for name in TEMPLATE_NAMES:
         for suffix in ("subject.j2", "txt.j2", "html.j2"):
             assert (folder / f"{name}.{suffix}").is_file()

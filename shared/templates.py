@@ -66,7 +66,7 @@ CONTEXT_NAMES: dict[str, tuple[str, ...]] = {
 }
 FROM_NAME_CONTEXT_NAMES: tuple[str, ...] = ("request", "customer", "mailbox", "agent")
 
-_TEMPLATE_DIR = Path(__file__).with_name("templates")
+_TEMPLATE_DIR = Path(__file__).with_name("email_templates")
 _FILE_SUFFIX = {"subject": "subject.j2", "body_text": "txt.j2", "body_html": "html.j2"}
 # Bounds for the operators the sandbox intercepts (see _Sandbox).
 _MAX_REPEAT_LEN = 100_000

@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 
+from services.admin.errors import Conflict, NotFound
 from shared.mailboxes import InvalidSetting
-from shared.service_errors import Conflict, NotFound
 
 _LIST = """
 SELECT c.id, c.name, c.created_at,

@@ -26,11 +26,12 @@ from typing import Any
 
 import psycopg
 
-from shared import form_values, mailboxes
+from services.admin import form_values
+from services.admin.errors import Conflict, NotFound
+from shared import mailboxes
 from shared.crypto import Keys
 from shared.mailboxes import DEFAULT_PORTS, EDITABLE, InvalidSetting, Mailbox
 from shared.oauth2 import owners
-from shared.service_errors import Conflict, NotFound
 
 INT_FIELDS = ("port", "poll_interval", "max_per_poll", "max_message_bytes", "category_id", "smtp_id")
 NULLABLE = ("port", "category_id", "smtp_id")
@@ -46,7 +47,7 @@ def coerce(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 
 def _check_references(conn: psycopg.Connection, values: dict[str, Any]) -> dict[str, str]:
-    from services.replier.templates import validate_from_name  # the replier's sandbox rules
+    from shared.templates import validate_from_name  # the replier's sandbox rules
 
     errors: dict[str, str] = {}
     for name in ("category_id", "smtp_id"):
@@ -345,7 +346,7 @@ def folders(mailbox: Mailbox) -> dict[str, Any]:
 
 def preview_from_name(from_name: Any) -> dict[str, Any]:
     """The account name as a staff reply and as an auto-reply would show it, or why it cannot be."""
-    from services.replier import templates
+    from shared import templates
 
     if not isinstance(from_name, str) or not from_name.strip():
         return {"staff_reply": None, "auto_reply": None, "error": "must not be empty"}
@@ -428,9 +429,8 @@ def send_test_mail_from(pool: Any, keys: Keys, raw: Mapping[str, Any], smtp_raw:
     from email.message import EmailMessage
     from email.utils import formataddr, make_msgid
 
-    from services.replier import templates
     from services.replier.smtp import open_session
-    from shared import smtp_settings
+    from shared import smtp_settings, templates
     from shared.oauth2 import login as oauth_login
 
     with pool.connection() as conn:
