@@ -672,7 +672,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=50.0, help="mails/s appended in the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--embedded-n", type=int, default=2000, help="mails in the embedded phase (0: skip)")
+    parser.add_argument("--embedded-n", type=int, default=None,
+                        help="mails in the embedded phase (default 2000, --quick 300; 0: skip)")
     parser.add_argument("--no-limits", action="store_true", help="skip the raw-limit probes")
     parser.add_argument("--no-big", action="store_true", help="skip the 25 MB attachment")
     parser.add_argument("--only-throughput", action="store_true", help="phases 1-2 only (for profiling)")
@@ -681,7 +682,9 @@ def main() -> None:
     parser.add_argument("--keep-logs", action="store_true", help="keep the stages' logs (printed path)")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.latency_seconds, args.embedded_n = 1000, 8.0, 300
+        args.n, args.latency_seconds = 1000, 8.0
+    if args.embedded_n is None:
+        args.embedded_n = 300 if args.quick else 2000
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="deskmail-e2e-"))
     prefix = f"bench.e2e.{uuid.uuid4().hex[:8]}"
