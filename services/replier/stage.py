@@ -56,6 +56,11 @@ from shared.worker import Output
 log = logging.getLogger(__name__)
 
 STALE_SENDING = 120.0  # seconds: a staff reply 'sending' longer than this was abandoned
+# A mail the server took but not yet recorded 'sent' becomes 'unknown' if the
+# replier dies (an auto-reply is then never sent again): recording every few
+# mails bounds how many customers that can leave without their auto-reply,
+# at a small cost in statements.
+SENT_FLUSH = 8
 LANES = 4  # mails sent side by side: sending is mostly waiting for the SMTP server and the database
 _COUNTED_STATES = ("pending", "sending", "sent", "unknown")  # toward the rate limit
 
@@ -239,6 +244,9 @@ class ReplierHandler:
                         continue
                     if done is not None:
                         sent.append(done)
+                    if len(sent) >= SENT_FLUSH:
+                        self._record_sent(conn, sent)
+                        sent = []
         finally:
             if sent:
                 self._record_sent(conn, sent)
