@@ -40,6 +40,23 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or embedded_url(settings.data_dir)
 
 
+LOCK_TIMEOUT = "30s"
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    """A forgotten session holding a row lock must not stall a stage for ever.
+
+    Waiting for a lock gives up after LOCK_TIMEOUT: a transient error, retried
+    and in the end dead-lettered for that one mail. An operator's own
+    lock_timeout on the database or role wins.
+    """
+    conn.execute(
+        "SELECT set_config('lock_timeout', %s, false) WHERE current_setting('lock_timeout') = '0'",
+        (LOCK_TIMEOUT,),
+    )
+    conn.commit()
+
+
 def make_pool(url: str, *, min_size: int = 1, max_size: int = 4, name: str = "deskmail") -> ConnectionPool:
     pool = ConnectionPool(
         url,
@@ -51,6 +68,7 @@ def make_pool(url: str, *, min_size: int = 1, max_size: int = 4, name: str = "de
         # A connection broken by a database restart is found and replaced
         # before use instead of failing the first query after the restart.
         check=ConnectionPool.check_connection,
+        configure=_configure,
     )
     pool.open(wait=True, timeout=30)
     return pool
