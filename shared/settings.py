@@ -39,7 +39,7 @@ class Settings:
     outbox_dir: Path | None = None  # embedded mode: auto-replies land here as .eml
     auto_reply_limits: str = "10m:1,1h:5,1d:20"  # per-recipient windows, span:count
     fetch_threads: int = 4  # mailboxes one fetcher process serves at once
-    fetch_lease_seconds: int = 120  # a dead fetcher's mailboxes are taken over after this
+    fetch_lease_seconds: int = 60  # a dead fetcher's mailboxes are taken over after this
     web_enabled: bool = True  # `deskmail run` also serves the admin web
     web_host: str = "127.0.0.1"
     web_port: int = 8000
@@ -74,7 +74,7 @@ class Settings:
             retry_delay_ms=_int("DESKMAIL_RETRY_DELAY_MS", 30_000),
             outbox_dir=Path(outbox).absolute() if outbox else None,
             fetch_threads=max(1, _int("DESKMAIL_FETCH_THREADS", 4)),
-            fetch_lease_seconds=_int("DESKMAIL_FETCH_LEASE_SECONDS", 120),
+            fetch_lease_seconds=_int("DESKMAIL_FETCH_LEASE_SECONDS", 60),
             web_enabled=env.get("DESKMAIL_WEB", "1") != "0",
             web_host=env.get("DESKMAIL_WEB_HOST", "127.0.0.1"),
             web_port=_int("DESKMAIL_WEB_PORT", 8000),

@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from shared.db import transaction
 
-LEASE_SECONDS = 120
+LEASE_SECONDS = 60
 
 _ACQUIRE = """
 UPDATE mailboxes SET lease_owner = %(owner)s, lease_until = now() + make_interval(secs => %(secs)s)

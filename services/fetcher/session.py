@@ -48,10 +48,15 @@ class Session:
         self.stopping = stopping
         self.beat = beat
 
+    def _renew(self, mailbox_id: int) -> bool:
+        # A long import is progress: it keeps /healthz alive as well as the lease.
+        self.beat()
+        return lease.renew(self.pool, mailbox_id, self.owner, self.lease_seconds)
+
     def serve(self, row: dict[str, Any]) -> None:
         mailbox_id = int(row["id"])
         label = str(mailbox_id)
-        poller = self.make_poller(lambda: lease.renew(self.pool, mailbox_id, self.owner, self.lease_seconds))
+        poller = self.make_poller(lambda: self._renew(mailbox_id))
         remote: Remote | None = None
         idling = False
         try:
