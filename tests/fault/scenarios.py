@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import mailgen  # noqa: E402 - bench/ is not a package
 
-CORPUS = Path(os.environ.get("DESKMAIL_CORPUS", ROOT.parent / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("DESKMAIL_CORPUS_DIR", ROOT.parent / "shared" / "corpus"))
 PG_VERSION = next(iter(sorted(p.name for p in Path("/etc/postgresql").iterdir())), "15") \
     if Path("/etc/postgresql").is_dir() else "15"
 SUPPORT = "support@acme.test"

@@ -8,6 +8,7 @@ repeatable and fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,7 @@ from services.parser.mime import parse_message
 from shared.parsed import ParsedMessage
 
 _HERE = Path(__file__).resolve()
-_CORPUS = _HERE.parents[2].parent / "shared" / "corpus"
+_CORPUS = Path(os.environ.get("DESKMAIL_CORPUS_DIR") or _HERE.parents[2].parent / "shared" / "corpus")
 _SOURCES = sorted(
     [*(_HERE.parents[1] / "data" / "parser").glob("*.eml"), *_CORPUS.glob("zammad/*.box"), *_CORPUS.glob("cpython/msg_*.txt")]
 )
