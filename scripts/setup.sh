@@ -77,6 +77,7 @@ if [ "${1:-}" = "--test" ]; then
   ensure_postgres
   ensure_rabbitmq
   scripts/dovecot.sh start >/dev/null
+  apt_install chromium   # the admin web's browser tests (driven by Playwright, never downloaded)
   PYTHON="$VENV/bin/python" scripts/install-deploy-tools.sh >/dev/null
 fi
 log "ready"

@@ -19,6 +19,7 @@ import pytest
 from services.app import App
 from shared import db
 from shared.settings import Settings
+from tests.support.pipeline import stage_env  # noqa: F401 - tests import it from here
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -91,20 +92,3 @@ def app(settings: Settings) -> Iterator[App]:
     yield application
     if "pool" in application.__dict__:
         application.pool.close()
-
-
-def stage_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment a stage process needs to join the test's database and queues."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "AMQP_URL", "DESKMAIL_"))}
-    env.update(
-        DATABASE_URL=settings.database_url or "",
-        AMQP_URL=settings.amqp_url or "",
-        DESKMAIL_SECRET_KEY=settings.secret_key,
-        DESKMAIL_QUEUE_PREFIX=settings.queue_prefix,
-        DESKMAIL_DATA_DIR=str(settings.data_dir),
-        DESKMAIL_MAIL_DOMAIN=settings.mail_domain,
-        DESKMAIL_RETRY_DELAY_MS=str(settings.retry_delay_ms),
-        DESKMAIL_HTTP_PORT="0",
-        **extra,
-    )
-    return env
