@@ -1,8 +1,9 @@
 """`deskmail queues`, `deskmail dead-letters ...` and `deskmail status`: what an operator runs.
 
-The logic lives in shared/broker_admin.py and shared/ops_status.py; this
+The logic lives in shared/broker_admin.py and services/admin/status.py; this
 module only parses arguments and prints. Rates need the RabbitMQ management
-API: set DESKMAIL_RABBITMQ_API (http://user:password@host:15672).
+API: set DESKMAIL_RABBITMQ_API (http://user:password@host:15672). The age of
+the oldest work waiting for a stage comes from the database (status.backlog).
 """
 
 from __future__ import annotations
@@ -64,9 +65,22 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _queue_row(info: QueueInfo) -> dict[str, Any]:
-    return {k: getattr(info, k) for k in ("name", "stage", "kind", "messages", "consumers", "unacked",
-                                          "publish_rate", "deliver_rate", "change_rate")}
+def _queue_row(info: QueueInfo, backlog: ops_status.Backlog | None = None) -> dict[str, Any]:
+    row = {k: getattr(info, k) for k in ("name", "stage", "kind", "messages", "consumers", "unacked",
+                                         "publish_rate", "deliver_rate", "change_rate")}
+    if info.kind == "work":
+        row["waiting"] = backlog.waiting if backlog else None
+        row["oldest_age_seconds"] = backlog.oldest_age_seconds if backlog else None
+    return row
+
+
+def _backlog(app: App) -> tuple[dict[str, ops_status.Backlog], str | None]:
+    """The ledger's backlog per stage, or why it could not be read (the queues still show)."""
+    try:
+        with app.pool.connection(timeout=5) as db:
+            return ops_status.backlog(db), None
+    except Exception as exc:  # noqa: BLE001 - the database is down: say so, show the broker's view
+        return {}, f"database: {exc}"
 
 
 def cmd_queues(args: argparse.Namespace) -> int:
@@ -76,18 +90,25 @@ def cmd_queues(args: argparse.Namespace) -> int:
             infos = broker_admin.sample_queues(conn, app.topology, args.window, app.settings.rabbitmq_api)
     except (OperationalError, ConnectionError) as exc:
         return _fail(f"cannot reach the broker: {exc}")
+    backlog, db_error = _backlog(app)
     if args.json:
-        print(json.dumps([_queue_row(i) for i in infos], indent=2))
+        print(json.dumps([_queue_row(i, backlog.get(i.stage)) for i in infos], indent=2))
         return 0
-    print(f"{'QUEUE':40} {'READY':>7} {'CONSUMERS':>9} {'IN/s':>7} {'OUT/s':>7} {'CHANGE/s':>9}")
+    print(f"{'QUEUE':40} {'READY':>7} {'CONSUMERS':>9} {'IN/s':>7} {'OUT/s':>7} {'CHANGE/s':>9} {'OLDEST':>8}")
     for info in infos:
-        if not info.exists:
-            print(f"{info.name:40} {'(missing)':>7}")
+        backlog_of = backlog.get(info.stage) if info.kind == "work" else None
+        oldest = ops_status.age_text(backlog_of.oldest_age_seconds) if backlog_of else ""
+        if not info.exists:  # the work may wait all the same: show its age
+            print(f"{info.name:40} {'(missing)':>7} {'':>9} {'':>7} {'':>7} {'':>9} {oldest:>8}".rstrip())
             continue
         print(f"{info.name:40} {info.messages:>7} {info.consumers:>9} {_rate(info.publish_rate):>7}"
-              f" {_rate(info.deliver_rate):>7} {_rate(info.change_rate):>9}")
+              f" {_rate(info.deliver_rate):>7} {_rate(info.change_rate):>9} {oldest:>8}")
+    print("\nOLDEST: age of the oldest work waiting for the stage, from the database"
+          " (retries and dead letters included).")
+    if db_error:
+        print(f"OLDEST unknown: {db_error}")
     if app.settings.rabbitmq_api is None:
-        print("\nIN/s and OUT/s need the management API (DESKMAIL_RABBITMQ_API);"
+        print("IN/s and OUT/s need the management API (DESKMAIL_RABBITMQ_API);"
               " CHANGE/s is the net change of the depth while watching.")
     return 0
 
@@ -222,7 +243,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "needs_attention": status.needs_attention,
             "problems": status.problems,
             "mailboxes": [m.__dict__ for m in status.mailboxes],
-            "queues": [{**_queue_row(q.info), "problem": q.problem} for q in status.queues],
+            "queues": [{**_queue_row(q.info, q.backlog), "problem": q.problem} for q in status.queues],
         }, indent=2, default=str))
         return 1 if status.needs_attention else 0
     print("MAILBOXES")
@@ -235,7 +256,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for q in status.queues:
         info = q.info
         shown = "(missing)" if not info.exists else f"{info.messages} ready, {info.consumers} consumer(s)"
-        print(f"  {'!!' if q.needs_attention else 'ok'}  {info.name:36} {shown:28} {q.problem or ''}")
+        waiting = ""
+        if q.backlog is not None:
+            waiting = f"{q.backlog.waiting} waiting"
+            if q.backlog.oldest_age_seconds is not None:
+                waiting += f", oldest {ops_status.age_text(q.backlog.oldest_age_seconds)}"
+        print(f"  {'!!' if q.needs_attention else 'ok'}  {info.name:36} {shown:28} {waiting:26} {q.problem or ''}")
     for error in status.errors:
         print(f"!! {error}")
     print("\nneeds attention:" if status.needs_attention else "\nall well")

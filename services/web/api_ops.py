@@ -47,7 +47,11 @@ def dead_letters(c: WebContext, stage: str | None = None, limit: int = 200) -> l
 
 
 def status(c: WebContext) -> dict[str, Any]:
-    """Queues (depth, consumers, age of the oldest dead letter) and mailbox health."""
+    """Queues (depth, consumers, age of the oldest waiting work or dead letter) and mailbox health.
+
+    A work queue's age is its stage's backlog in the database (status.backlog);
+    a dead-letter queue's is its oldest letter's failed-at header.
+    """
     with c.broker() as conn:
         found = ops_status.collect(c.pool, conn, c.topology, window=0.0)
         oldest: dict[str, float] = {}
@@ -61,7 +65,10 @@ def status(c: WebContext) -> dict[str, Any]:
         "problems": found.problems,
         "queues": [{"name": q.info.name, "stage": q.info.stage, "kind": q.info.kind,
                     "messages": q.info.messages, "consumers": q.info.consumers,
-                    "oldest_age_seconds": oldest.get(q.info.name), "problem": q.problem}
+                    "waiting": q.backlog.waiting if q.backlog else None,
+                    "oldest_age_seconds": (q.backlog.oldest_age_seconds if q.backlog
+                                           else oldest.get(q.info.name)),
+                    "problem": q.problem}
                    for q in found.queues],
         "mailboxes": [m.__dict__ for m in found.mailboxes],
     }
@@ -86,7 +93,8 @@ def discard(c: WebContext, letter_id: str, reason: Any, who: str) -> dict[str, A
 
 
 @router.get("/status", response_model=StatusOut, tags=["status"],
-            summary="Per stage: queue depth, consumers, oldest dead letter; per mailbox: its health")
+            summary="Per stage: queue depth, consumers, work waiting and its age, oldest dead letter;"
+                    " per mailbox: its health")
 def get_status(c: Ctx) -> dict[str, Any]:
     return status(c)
 

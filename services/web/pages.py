@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from services.admin import categories
 from services.admin import mailboxes as mailbox_admin
 from services.admin import requests as request_views
+from services.admin import status as ops_status
 from services.admin.errors import Conflict
 from services.web import api_mailboxes, api_ops, api_settings, api_templates
 from services.web.context import Ctx, WebContext
@@ -102,7 +103,7 @@ def home(request: Request, c: Ctx) -> Response:
     status = api_ops.status(c)
     letters = api_ops.dead_letters(c) if any(
         q["kind"] == "dead" and q["messages"] for q in status["queues"]) else []
-    return render(request, "status.html", status=status, letters=letters,
+    return render(request, "status.html", status=status, letters=letters, age_text=ops_status.age_text,
                   done=request.query_params.get("done"))
 
 

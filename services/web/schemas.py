@@ -353,7 +353,13 @@ class QueueOut(BaseModel):
     kind: str
     messages: int | None
     consumers: int | None
-    oldest_age_seconds: float | None = Field(description="age of the message at the head of the queue")
+    waiting: int | None = Field(
+        default=None, description="work queue: items waiting for this stage in the database (mail stored"
+        " but not parsed, parsed but not recorded, replies pending or sending), retries and dead letters"
+        " included; other queues: null")
+    oldest_age_seconds: float | None = Field(
+        description="work queue: age of the oldest of those items (since it was stored, parsed or"
+        " queued); dead-letter queue: age of the oldest dead letter; null: nothing waiting")
     problem: str | None
 
 
