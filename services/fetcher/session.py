@@ -59,21 +59,26 @@ class Session:
         poller = self.make_poller(lambda: self._renew(mailbox_id))
         remote: Remote | None = None
         idling = False
+        # When what is under way began (connecting and the first poll, an IDLE
+        # wait, a poll): a failure's entry in the poll log starts there.
+        started = time.monotonic()
         try:
             mailbox = Mailbox.from_row(row, self.keys)
             mailbox.oauth = oauth_login.source_for(self.pool, self.keys, row, f"mailbox connect {mailbox_id}")
             remote = open_remote(mailbox)
-            self._poll(poller, mailbox, remote, release=False)
+            self._poll(poller, mailbox, remote, started)
             idling = can_idle(remote) and self.idle_slots.acquire(blocking=False)
             while idling and not self.stopping.is_set():
+                started = time.monotonic()
                 if not self._wait(remote, mailbox):
                     break
-                self._poll(poller, mailbox, remote, release=False)
+                started = time.monotonic()
+                self._poll(poller, mailbox, remote, started)
             lease.let_go(self.pool, mailbox_id, self.owner)
         except RemoteError as exc:
-            self._failed(mailbox_id, label, exc.step, str(exc), exc.transient)
+            self._failed(mailbox_id, label, exc.step, str(exc), exc.transient, started)
         except Exception as exc:  # noqa: BLE001 - one mailbox must not stop the others
-            self._failed(mailbox_id, label, "unexpected", f"unexpected: {exc!r}", True, trace=True)
+            self._failed(mailbox_id, label, "unexpected", f"unexpected: {exc!r}", True, started, trace=True)
             raise
         finally:
             if idling:
@@ -81,7 +86,7 @@ class Session:
             if remote is not None:
                 remote.close()
 
-    def _poll(self, poller: Poller, mailbox: Mailbox, remote: Remote, release: bool) -> PollResult:
+    def _poll(self, poller: Poller, mailbox: Mailbox, remote: Remote, started: float) -> PollResult:
         result = poller.poll(mailbox, remote)
         label = str(mailbox.id)
         error = "; ".join(result.skipped) or None
@@ -93,7 +98,9 @@ class Session:
         log.log(level, "poll finished", extra={"fetched": result.fetched, "removed": result.removed,
                                                "republished": result.republished})
         metrics.MAILBOX_LAST_SUCCESS.labels(label).set_to_current_time()
-        lease.record(self.pool, mailbox.id, self.owner, error, partial=True, release=release)
+        lease.record(self.pool, mailbox.id, self.owner, lease.Outcome(
+            time.monotonic() - started, error, partial=True, step="fetch" if error else None,
+            fetched=result.fetched, removed=result.removed))
         return result
 
     def _wait(self, remote: Remote, mailbox: Mailbox) -> bool:
@@ -110,11 +117,12 @@ class Session:
                 return True
         return False
 
-    def _failed(self, mailbox_id: int, label: str, step: str, error: str, transient: bool,
+    def _failed(self, mailbox_id: int, label: str, step: str, error: str, transient: bool, started: float,
                 trace: bool = False) -> None:
         metrics.MAILBOX_ERRORS.labels(label).inc()
         log.warning("poll failed", extra={"step": step, "error": error, "transient": transient}, exc_info=trace)
         try:
-            lease.release(self.pool, mailbox_id, self.owner, error)
+            lease.release(self.pool, mailbox_id, self.owner,
+                          lease.Outcome(time.monotonic() - started, error, step=step))
         except Exception as exc:  # noqa: BLE001 - the lease then simply expires
             log.warning("cannot record the poll's failure", extra={"error": repr(exc)})
