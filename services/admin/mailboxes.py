@@ -28,6 +28,7 @@ import psycopg
 
 from services.admin import form_values
 from services.admin.errors import Conflict, NotFound
+from services.fetcher.lease import KEEP_POLLS
 from shared import mailboxes
 from shared.crypto import Keys
 from shared.mailboxes import DEFAULT_PORTS, EDITABLE, InvalidSetting, Mailbox
@@ -217,21 +218,20 @@ def remove(conn: psycopg.Connection, mailbox_id: int) -> None:
         raise NotFound(f"no mailbox {mailbox_id}")
 
 
-def recent_polls(conn: psycopg.Connection, mailbox_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    """The mailbox's recent polls, newest first.
+POLL_COLUMNS = ("started_at", "finished_at", "outcome", "fetched", "removed", "step", "error")
 
-    Until the fetcher keeps a poll log this is the last poll's outcome only.
+
+def recent_polls(conn: psycopg.Connection, mailbox_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The mailbox's recent polls from the fetcher's poll log, newest first (NotFound: no such mailbox).
+
+    Each: started_at, finished_at, outcome (ok, partial or failed), fetched,
+    removed, step (where a failed poll stopped) and error.
     """
-    row = _row(conn, mailbox_id)
-    if row["last_poll_at"] is None:
-        return []
-    failed = bool(row["failures_in_row"])
-    return [{
-        "at": row["last_poll_at"],
-        "ok": not failed,
-        "error": row["last_error"] if failed else None,
-        "failures_in_row": row["failures_in_row"],
-    }][:limit]
+    _existing(conn, mailbox_id)
+    limit = max(1, min(int(limit), KEEP_POLLS))
+    return conn.execute(
+        f"SELECT {', '.join(POLL_COLUMNS)} FROM mailbox_polls WHERE mailbox_id = %s"
+        " ORDER BY finished_at DESC, id DESC LIMIT %s", (mailbox_id, limit)).fetchall()
 
 
 # ---- testing values that may not be saved -----------------------------------

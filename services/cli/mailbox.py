@@ -11,7 +11,7 @@ from typing import Any
 
 from services.admin import categories
 from services.admin import mailboxes as mailbox_admin
-from services.admin.errors import Conflict
+from services.admin.errors import Conflict, NotFound
 from services.app import App
 from services.cli import oauth2 as oauth_cli
 from shared import mailboxes, smtp_settings
@@ -36,6 +36,7 @@ FIELDS = {
     "max-per-poll": ("max_per_poll", str, "messages imported per poll at most (default 500)"),
     "max-message-bytes": ("max_message_bytes", str, "larger mail is imported as headers only (default 25 MB)"),
 }
+SHOW_POLLS = 5  # `mailbox show`: the last few polls (the API goes further back)
 FLAGS = {
     "archive": ("archive", "move imported mail to the archive folder (IMAP); --no-archive deletes it"),
     "auto-reply": ("auto_reply", "send an auto-reply to new requests"),
@@ -164,6 +165,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     with app.pool.connection() as conn:
         row = conn.execute("SELECT * FROM mailboxes WHERE id = %s", (args.id,)).fetchone()
         oauth = oauth_cli.show(conn, "mailboxes", args.id) if row else None
+        try:
+            polls = mailbox_admin.recent_polls(conn, args.id, SHOW_POLLS)
+        except NotFound:  # a removed mailbox: its settings still show, its polls do not
+            polls = []
     if row is None:
         print(f"error: no mailbox {args.id}", file=sys.stderr)
         return 1
@@ -173,10 +178,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     if oauth is not None:
         row["oauth2"] = oauth
     if args.json:
-        print(json.dumps(row, default=str, indent=2))
-    else:
-        for key, value in row.items():
-            print(f"{key:18} {value}")
+        print(json.dumps({**row, "recent_polls": polls}, default=str, indent=2))
+        return 0
+    for key, value in row.items():
+        print(f"{key:18} {value}")
+    print("\nrecent polls (newest first):" if polls else "\nrecent polls: none yet")
+    for p in polls:
+        took = (p["finished_at"] - p["started_at"]).total_seconds()
+        outcome = f"failed at {p['step']}" if p["outcome"] == "failed" and p["step"] else p["outcome"]
+        print(f"  {p['finished_at']:%Y-%m-%d %H:%M:%S}  {took:6.1f} s  {outcome:18} imported {p['fetched']:<5}"
+              f" removed {p['removed']:<5} {p['error'] or ''}".rstrip())
     return 0
 
 

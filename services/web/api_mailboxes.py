@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Query, Response
 
 from services.admin import mailboxes as mailbox_admin
+from services.fetcher.lease import KEEP_POLLS
 from services.web.context import Ctx, WebContext
 from services.web.schemas import (
     Folders,
@@ -118,10 +119,13 @@ def folders_saved(mailbox_id: int, c: Ctx, body: OptionalMailbox = None) -> dict
     return run_folders(c, _values(body), mailbox_id)
 
 
-@router.get("/mailboxes/{mailbox_id}/polls", response_model=list[Poll], summary="Recent polls, newest first")
-def polls(mailbox_id: int, c: Ctx) -> list[dict[str, Any]]:
+@router.get("/mailboxes/{mailbox_id}/polls", response_model=list[Poll],
+            summary="Recent polls, newest first: when, outcome, messages imported and removed, the error")
+def polls(mailbox_id: int, c: Ctx,
+          limit: Annotated[int, Query(ge=1, le=KEEP_POLLS, description="how many (newest first)")] = 20,
+          ) -> list[dict[str, Any]]:
     with c.tx() as conn:
-        return mailbox_admin.recent_polls(conn, mailbox_id)
+        return mailbox_admin.recent_polls(conn, mailbox_id, limit)
 
 
 @router.post("/preview/from-name", response_model=FromNamePreview,

@@ -39,6 +39,7 @@ MAILBOX_CHECKBOXES = ("archive", "auto_reply", "enabled")
 OAUTH_FORM = ("auth_method", *owners.FIELDS, owners.SECRET, owners.REFRESH)  # shared/oauth2/owners.py names
 WRITE_ONLY = ("password", owners.SECRET, owners.REFRESH)
 SMTP_FORM = ("host", "port", "security", "username", "password")
+PAGE_POLLS = 10  # the mailbox page's "Recent polls"; the API gives up to 100
 STEP_NAMES = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "starttls": "STARTTLS", "connect": "Connect",
               "login": "Login", "folder": "Folder", "archive_folder": "Archive folder", "config": "Settings",
               "token_endpoint": "OAuth2 token endpoint", "token": "OAuth2 token", "send": "Send"}
@@ -235,7 +236,7 @@ def mailbox_edit(request: Request, mailbox_id: int, c: Ctx) -> Response:
             values.update({f"smtp_{k}": v for k, v in smtp_oauth.items() if v is not None})
         for name, default in {**OAUTH_DEFAULTS, "oauth_flow": "refresh_token"}.items():
             values.setdefault(f"smtp_{name}", default)
-        polls = mailbox_admin.recent_polls(conn, mailbox_id)
+        polls = mailbox_admin.recent_polls(conn, mailbox_id, PAGE_POLLS)
     return render(request, "mailbox_form.html", errors={}, saved=saved, polls=polls,
                   done=request.query_params.get("done"), **context)
 

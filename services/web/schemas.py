@@ -9,7 +9,7 @@ the API, the pages and the CLI answer a wrong value in the same words (a
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -141,10 +141,18 @@ class Folders(BaseModel):
 
 
 class Poll(BaseModel):
-    at: dt.datetime
-    ok: bool
+    """One poll of a mailbox, from the fetcher's poll log (the newest 100 are kept)."""
+
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    outcome: Literal["ok", "partial", "failed"] = Field(
+        description="ok; partial: imported, but the server could not deliver some messages (see error);"
+                    " failed: stopped at `step`")
+    fetched: int = Field(description="messages imported")
+    removed: int = Field(description="imported messages archived or deleted on the server")
+    step: str | None = Field(description="where the poll stopped or stumbled: dns, tcp, tls, starttls, login,"
+                                         " folder, fetch, ...")
     error: str | None
-    failures_in_row: int
 
 
 class FromNamePreviewIn(BaseModel):
