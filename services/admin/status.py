@@ -34,6 +34,8 @@ from kombu import Connection
 from shared.broker_admin import QueueInfo, sample_queues
 from shared.topology import Topology
 
+# One lease (a dead fetcher's mailboxes wait for it to expire) and some slack.
+OVERDUE_SLACK = dt.timedelta(seconds=90)
 STALE_AFTER = dt.timedelta(minutes=10)
 
 
@@ -105,6 +107,7 @@ def mailbox_health(conn: psycopg.Connection) -> list[MailboxHealth]:
     out = []
     for row in conn.execute(_MAILBOX_SQL).fetchall():
         stale_after = max(STALE_AFTER, dt.timedelta(seconds=3 * row["poll_interval"]))
+        overdue_after = dt.timedelta(seconds=row["poll_interval"]) + OVERDUE_SLACK
         since = row["last_success_at"] or row["created_at"]
         if not row["enabled"]:
             state, detail = "disabled", "disabled"
@@ -115,6 +118,13 @@ def mailbox_health(conn: psycopg.Connection) -> list[MailboxHealth]:
         elif row["failures_in_row"]:
             state = "failing"
             detail = f"{row['failures_in_row']} failed poll(s) in a row, last: {row['last_error']}"
+        elif row["now"] - (row["last_poll_at"] or row["created_at"]) > overdue_after:
+            # A fetcher takes a due mailbox within a second, or within a lease
+            # if the last one died: longer than that, no fetcher is polling it.
+            state = "stale"
+            ago = int((row["now"] - (row["last_poll_at"] or row["created_at"])).total_seconds())
+            detail = (f"not polled for {ago} s although due every {row['poll_interval']} s:"
+                      " is a fetcher running?")
         elif row["now"] - since > stale_after:
             state = "stale"
             ago = int((row["now"] - since).total_seconds() // 60)
