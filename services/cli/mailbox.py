@@ -134,29 +134,22 @@ def cmd_save(args: argparse.Namespace) -> int:
     return 0
 
 
-_LIST_SQL = """
-SELECT m.id, m.address, m.account_type, m.security, m.host, m.folder, m.enabled,
-       m.last_poll_at, m.last_success_at, m.last_error, m.last_error_at, m.failures_in_row,
-       (SELECT count(*) FROM raw_messages r WHERE r.mailbox_id = m.id) AS imported,
-       (SELECT count(*) FROM requests q WHERE q.mailbox_id = m.id) AS requests
-FROM mailboxes m WHERE m.removed_at IS NULL ORDER BY m.id
-"""
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     app = App.from_env()
     with app.pool.connection() as conn:
-        rows = conn.execute(_LIST_SQL).fetchall()
+        rows = mailbox_admin.list_all(conn)
     if args.json:
         print(json.dumps(rows, default=str, indent=2))
         return 0
-    print(f"{'ID':>3}  {'ADDRESS':30} {'TYPE':12} {'ON':3} {'LAST POLL':20} {'IMPORTED':>8}  LAST ERROR")
+    print(f"{'ID':>3}  {'ADDRESS':30} {'TYPE':12} {'ON':3} {'LAST POLL':20} {'MAIL 24H':>8}  LAST ERROR")
     for r in rows:
         kind = f"{r['account_type']}/{r['security']}"
         last = r["last_poll_at"].strftime("%Y-%m-%d %H:%M:%S") if r["last_poll_at"] else "never"
         error = "" if not r["failures_in_row"] else f"{r['last_error']} ({r['failures_in_row']} in a row)"
+        if r["needs_reconnect"]:
+            error = f"needs reconnect (OAuth2): deskmail mailbox connect {r['id']}; {error}".rstrip("; ")
         print(f"{r['id']:>3}  {r['address']:30} {kind:12} {'yes' if r['enabled'] else 'no':3} {last:20}"
-              f" {r['imported']:>8}  {error}")
+              f" {r['mail_24h']:>8}  {error}")
     return 0
 
 

@@ -279,6 +279,8 @@ def test_cli_add_test_and_show_an_oauth2_mailbox(app, settings, server, dovecot,
         conn.execute("UPDATE oauth_grants SET access_expires_at = now()")
     failed = cli("mailbox", "test", str(mailbox_id))
     assert failed.returncode == 1 and "FAIL token" in failed.stdout and "needs reconnect" in failed.stdout
+    listed = cli("mailbox", "list")
+    assert f"needs reconnect (OAuth2): deskmail mailbox connect {mailbox_id}" in listed.stdout
 
     bad = cli("mailbox", "edit", str(mailbox_id), "--oauth-provider", "microsoft", "--oauth-flow",
               "client_credentials")
