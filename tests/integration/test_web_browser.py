@@ -18,17 +18,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
 from services.web.server import serve_in_thread
-from tests.integration.web_support import ADMIN, admin  # noqa: F401
+from tests.integration.web_support import ADMIN, admin, chromium_page  # noqa: F401
 from tests.support import dovecot as dv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-browser"
 STAGES = ("fetcher", "parser", "ticketer", "replier")
 
@@ -53,31 +51,9 @@ def running(app, admin, monkeypatch) -> Iterator[str]:
 
 @pytest.fixture
 def page(running):
-    # scripts/setup.sh --test installs it: missing, the browser tests fail rather than hide.
-    assert CHROMIUM.exists(), "Debian's chromium package is not installed (apt-get install -y chromium)"
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        context = browser.new_context(base_url=running)
-        blocked: list[str] = []
-
-        def loopback_only(route) -> None:
-            if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
-                route.continue_()
-            else:
-                blocked.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", loopback_only)
-        tab = context.new_page()
-        errors: list[str] = []
-        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    with chromium_page(running) as tab:
         yield tab
-        assert not blocked, f"the pages tried to reach other hosts: {blocked}"
-        assert not [e for e in errors if "Content Security Policy" in e], errors
-        browser.close()
 
 
 def shot(page, step: str) -> None:
