@@ -21,7 +21,7 @@ from shared import db
 from shared.settings import Settings
 from tests.support.pipeline import stage_env  # noqa: F401 - tests import it from here
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.integration.fetcher_helpers"]
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from kombu import Connection
 
 from services.app import App
@@ -193,3 +194,12 @@ class TcpProxy:
                 s.close()
             except OSError:
                 pass
+
+
+@pytest.fixture
+def harness(app: App, monkeypatch: pytest.MonkeyPatch, dovecot: Any) -> Any:
+    """A Harness on the test's app that trusts the test Dovecot's certificate."""
+    monkeypatch.setenv("DESKMAIL_CA_FILE", str(dovecot.ca_file))
+    h = Harness(app)
+    yield h
+    h.close()

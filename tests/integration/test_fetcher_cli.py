@@ -7,13 +7,12 @@ import pytest
 from services.cli import main
 from tests.conftest import stage_env
 from tests.integration.fetcher_helpers import status
-from tests.support.fixtures import dovecot  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cli(settings, monkeypatch, capsys, dovecot):  # noqa: F811
+def cli(settings, monkeypatch, capsys, dovecot):
     for key, value in stage_env(settings, DESKMAIL_CA_FILE=str(dovecot.ca_file),
                                 DESKMAIL_MAILBOX_PASSWORD=dovecot.password).items():
         monkeypatch.setenv(key, value)
@@ -26,7 +25,7 @@ def cli(settings, monkeypatch, capsys, dovecot):  # noqa: F811
     return run
 
 
-def test_mailbox_administration(cli, app, dovecot):  # noqa: F811
+def test_mailbox_administration(cli, app, dovecot):
     user = dovecot.new_user("cli")
     dovecot.append(user, [b"Subject: hi\r\n\r\nhello\r\n"])
     base = ["--from-name", "Support", "--address", f"{user}@example.test", "--host", "127.0.0.1",
@@ -73,7 +72,7 @@ def test_bad_values_are_refused_naming_the_field(cli, extra, field):
     assert code == 2 and f"error: {field}:" in err, err
 
 
-def test_wrong_password_is_said_plainly(cli, dovecot, monkeypatch):  # noqa: F811
+def test_wrong_password_is_said_plainly(cli, dovecot, monkeypatch):
     user = dovecot.new_user("cli-wrong")
     monkeypatch.setenv("DESKMAIL_MAILBOX_PASSWORD", "not-the-password")
     code, out, _ = cli("mailbox", "add", "--from-name", "S", "--address", f"{user}@example.test",

@@ -32,17 +32,8 @@ from tests.integration.fetcher_helpers import (
     wait_for,
 )
 from tests.support import dovecot as dv
-from tests.support.fixtures import dovecot  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def harness(app, monkeypatch, dovecot):  # noqa: F811
-    monkeypatch.setenv("DESKMAIL_CA_FILE", str(dovecot.ca_file))
-    h = Harness(app)
-    yield h
-    h.close()
 
 
 def _maildir_files(user: str) -> list[str]:
@@ -50,7 +41,7 @@ def _maildir_files(user: str) -> list[str]:
     return sorted(glob.glob(f"{home}/cur/*") + glob.glob(f"{home}/new/*"))
 
 
-def test_each_failure_is_recorded_and_contained(app, dovecot, caplog, monkeypatch):  # noqa: F811
+def test_each_failure_is_recorded_and_contained(app, dovecot, caplog, monkeypatch):
     monkeypatch.delenv("DESKMAIL_CA_FILE", raising=False)  # Dovecot's certificate is NOT trusted here
     users = {name: dovecot.new_user(name) for name in
              ("good", "password", "unreachable", "cert", "folder", "undeliverable", "selfsigned")}
@@ -111,7 +102,7 @@ def test_each_failure_is_recorded_and_contained(app, dovecot, caplog, monkeypatc
 
 
 @pytest.mark.parametrize("kind", ["imap", "pop3"])
-def test_starttls_stripped_by_a_man_in_the_middle_is_refused(app, harness, dovecot, kind):  # noqa: F811
+def test_starttls_stripped_by_a_man_in_the_middle_is_refused(app, harness, dovecot, kind):
     user = dovecot.new_user("mitm")
     dovecot.append(user, [mail("secret")])
     target = dv.IMAP_PORT if kind == "imap" else dv.POP3_PORT
@@ -127,7 +118,7 @@ def test_starttls_stripped_by_a_man_in_the_middle_is_refused(app, harness, dovec
     assert ledger(app, mailbox_id) == []
 
 
-def test_connection_dropped_mid_fetch_loses_and_duplicates_nothing(app, harness, dovecot):  # noqa: F811
+def test_connection_dropped_mid_fetch_loses_and_duplicates_nothing(app, harness, dovecot):
     user = dovecot.new_user("drop")
     dovecot.append(user, [mail(f"big {i}", size=20_000) for i in range(5)])
     proxy = TcpProxy(dv.IMAP_PORT, cut_after=6_000).start()  # past login, inside the first message
@@ -145,7 +136,7 @@ def test_connection_dropped_mid_fetch_loses_and_duplicates_nothing(app, harness,
     assert len(parse_queue_events(app)) == 5
 
 
-def test_uidvalidity_change_neither_duplicates_nor_loses(app, harness, dovecot):  # noqa: F811
+def test_uidvalidity_change_neither_duplicates_nor_loses(app, harness, dovecot):
     user = dovecot.new_user("uidvalidity")
     folder = "Support"
     dovecot.append(user, [mail("a"), mail("b"), mail("c")], folder=folder)
@@ -177,7 +168,7 @@ def test_uidvalidity_change_neither_duplicates_nor_loses(app, harness, dovecot):
     assert dovecot.folder_count(user, "deskmail_archive") == 4
 
 
-def test_fetcher_killed_while_publishing_loses_and_duplicates_nothing(app, harness, settings, dovecot):  # noqa: F811
+def test_fetcher_killed_while_publishing_loses_and_duplicates_nothing(app, harness, settings, dovecot):
     """SIGKILL after the raw rows are committed, while the broker withholds its confirms."""
     user = dovecot.new_user("sigkill")
     mailbox_id = add_mailbox(app, user)
@@ -212,7 +203,7 @@ def test_fetcher_killed_while_publishing_loses_and_duplicates_nothing(app, harne
 
 
 @pytest.mark.parametrize("archive", [True, False])
-def test_oversized_mail_becomes_a_request_with_a_note(app, harness, dovecot, archive):  # noqa: F811
+def test_oversized_mail_becomes_a_request_with_a_note(app, harness, dovecot, archive):
     user = dovecot.new_user("oversized")
     dovecot.append(user, [mail("huge attachment", size=60_000)])
     mailbox_id = add_mailbox(app, user, max_message_bytes=10_000, archive=archive)

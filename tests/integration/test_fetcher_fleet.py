@@ -20,7 +20,6 @@ from tests.integration.fetcher_helpers import (
     parse_queue_events,
     wait_for,
 )
-from tests.support.fixtures import dovecot  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ def _owners(app, ids: list[int]) -> dict[int, str | None]:
 
 
 @pytest.mark.slow
-def test_three_fetchers_share_mailboxes_and_take_over_from_a_dead_one(app, settings, dovecot):  # noqa: F811
+def test_three_fetchers_share_mailboxes_and_take_over_from_a_dead_one(app, settings, dovecot):
     users = [dovecot.new_user(f"fleet{i}") for i in range(6)]
     for user in users:
         dovecot.append(user, [mail("one"), mail("two")])
@@ -78,7 +77,7 @@ def test_three_fetchers_share_mailboxes_and_take_over_from_a_dead_one(app, setti
     assert len(parse_queue_events(app)) == 18
 
 
-def test_idle_stores_and_publishes_new_mail_within_two_seconds(app, dovecot):  # noqa: F811
+def test_idle_stores_and_publishes_new_mail_within_two_seconds(app, dovecot):
     user = dovecot.new_user("idle")
     mailbox_id = add_mailbox(app, user, poll_interval=300)  # only IDLE can be this fast
     fetcher = Fetcher(app.settings, app.pool, app.keys, app.topology, threads=2, lease_seconds=10)

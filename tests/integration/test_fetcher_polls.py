@@ -20,7 +20,6 @@ from tests.conftest import stage_env
 from tests.integration.fetcher_helpers import add_mailbox, commit_all, mail
 from tests.integration.oauth_helpers import FetcherSession
 from tests.integration.web_support import admin, api, browser_client, web_app  # noqa: F401
-from tests.support.fixtures import dovecot  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

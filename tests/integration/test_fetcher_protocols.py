@@ -5,29 +5,19 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.fetcher_helpers import (
-    Harness,
     add_mailbox,
     commit_all,
     ledger,
     mail,
     parse_queue_events,
 )
-from tests.support.fixtures import dovecot  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def harness(app, monkeypatch, dovecot):  # noqa: F811
-    monkeypatch.setenv("DESKMAIL_CA_FILE", str(dovecot.ca_file))
-    h = Harness(app)
-    yield h
-    h.close()
-
-
 @pytest.mark.parametrize("kind", ["imap", "pop3"])
 @pytest.mark.parametrize("security", ["none", "starttls", "tls"])
-def test_import_then_remove_only_after_commit(app, harness, dovecot, kind, security):  # noqa: F811
+def test_import_then_remove_only_after_commit(app, harness, dovecot, kind, security):
     user = dovecot.new_user(f"{kind}-{security}")
     dovecot.append(user, [mail("first"), mail("second")])
     mailbox_id = add_mailbox(app, user, kind, security)
@@ -54,7 +44,7 @@ def test_import_then_remove_only_after_commit(app, harness, dovecot, kind, secur
     assert [r["state"] for r in ledger(app, mailbox_id)] == ["archived", "archived"]
 
 
-def test_archive_off_deletes(app, harness, dovecot):  # noqa: F811
+def test_archive_off_deletes(app, harness, dovecot):
     user = dovecot.new_user("imap-delete")
     dovecot.append(user, [mail("one")])
     mailbox_id = add_mailbox(app, user, archive=False)
@@ -65,7 +55,7 @@ def test_archive_off_deletes(app, harness, dovecot):  # noqa: F811
     assert not dovecot.folder_exists(user, "deskmail_archive")
 
 
-def test_non_ascii_folder_and_archive_folder(app, harness, dovecot):  # noqa: F811
+def test_non_ascii_folder_and_archive_folder(app, harness, dovecot):
     user = dovecot.new_user("utf7")
     folder, archive = "Kundenanfragen Überfällig 支持", "Erledigt ✓"
     dovecot.append(user, [mail("in the folder")], folder=folder)
@@ -82,7 +72,7 @@ def test_non_ascii_folder_and_archive_folder(app, harness, dovecot):  # noqa: F8
     assert dovecot.folder_count(user) == 1, "INBOX untouched"
 
 
-def test_max_per_poll_caps_each_poll(app, harness, dovecot):  # noqa: F811
+def test_max_per_poll_caps_each_poll(app, harness, dovecot):
     user = dovecot.new_user("cap")
     dovecot.append(user, [mail(f"m{i}") for i in range(5)])
     mailbox_id = add_mailbox(app, user, max_per_poll=2)

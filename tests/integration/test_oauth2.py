@@ -32,7 +32,6 @@ from tests.integration.oauth_helpers import (
 )
 from tests.support import dovecot as dv
 from tests.support import oauth
-from tests.support.fixtures import dovecot  # noqa: F401 - the fixture
 from tests.support.oauth import OAuthSmtp, TokenServer
 
 pytestmark = pytest.mark.integration

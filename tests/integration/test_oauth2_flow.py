@@ -22,7 +22,6 @@ from tests.integration.fetcher_helpers import ledger, mail
 from tests.integration.oauth_helpers import FetcherSession, grant_row, oauth_mailbox, stored_tokens
 from tests.integration.web_support import admin, api, browser_client, web_app  # noqa: F401
 from tests.support import dovecot as dv
-from tests.support.fixtures import dovecot  # noqa: F401
 from tests.support.oauth import TokenServer
 
 pytestmark = pytest.mark.integration
