@@ -26,7 +26,7 @@ import logging
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -311,13 +311,25 @@ def _replay_headers(headers: dict[str, Any]) -> dict[str, Any]:
 
 
 def purge(conn: Connection, topology: Topology, ids: list[str] | None = None,
-          stage: str | None = None) -> list[DeadLetter]:
-    """Delete dead letters for good (those whose id starts with one of `ids`, or all)."""
-    with _holding(conn, topology, stage) as (_, letters):
+          stage: str | None = None,
+          before: Callable[[list[DeadLetter]], None] | None = None) -> list[DeadLetter]:
+    """Delete dead letters for good (those whose id starts with one of `ids`, or all).
+
+    `before(chosen)` runs while the chosen letters are held but not yet
+    removed (services/admin/dead_letters.py records them there): if it
+    raises, nothing is removed. Returns once the broker has handled the acks
+    (a passive declare on the same channel, answered in order after them).
+    """
+    with _holding(conn, topology, stage) as (channel, letters):
         chosen = [letter for letter in letters if _matches(letter, ids)]
+        if chosen and before is not None:
+            before(chosen)
         for letter in chosen:
             letter.message.ack()
             letter.message = None
+        for queue in sorted({letter.queue for letter in chosen}):
+            channel.queue_declare(queue=queue, passive=True)
+        for letter in chosen:
             log.warning("dead letter purged", extra={"dead_letter": letter.id, "stage": letter.stage,
                                                      "error": letter.error})
         return chosen

@@ -162,12 +162,14 @@ def queue_health(infos: list[QueueInfo]) -> list[QueueHealth]:
 # Mail in flight (remote_messages stored or published: the ticketer marks it
 # committed in the transaction that records its outcome) is waiting for the
 # parser until it has a parsed form, then for the ticketer. Every lookup is a
-# scalar subquery on a primary or unique key, fenced by OFFSET 0 so that the
-# planner probes per row instead of hashing or merging whole tables: the cost
-# follows the mail in flight (about 3 ms per 1,000), not the mail ever
-# received. A parsed mail with a history row (a request) or an unmatched_mail
-# row (a bounce that matched no request, which never gets history) has its
-# outcome and is not waiting, whatever its ledger state says.
+# scalar subquery on a primary or unique key (or an EXISTS on an index),
+# fenced by OFFSET 0 so that the planner probes per row instead of hashing or
+# merging whole tables: the cost follows the mail in flight (about 3 ms per
+# 1,000), not the mail ever received. A parsed mail with a history row (a
+# request) or an unmatched_mail row (a bounce that matched no request, which
+# never gets history) has its outcome and is not waiting, whatever its ledger
+# state says; mail whose dead letter was discarded at the parse or ticket
+# stage (discarded_events) is given up and not waiting either.
 _MAIL_BACKLOG_SQL = """
 SELECT count(*) FILTER (WHERE w.parsed_at IS NULL) AS parse_waiting,
        min(w.received_at) FILTER (WHERE w.parsed_at IS NULL) AS parse_oldest,
@@ -178,17 +180,26 @@ FROM (
     SELECT (SELECT r.received_at FROM raw_messages r WHERE r.id = rm.raw_id) AS received_at,
            (SELECT p.created_at FROM parsed_messages p WHERE p.raw_id = rm.raw_id) AS parsed_at,
            (SELECT 1 FROM history h WHERE h.raw_id = rm.raw_id) IS NOT NULL
-             OR (SELECT 1 FROM unmatched_mail u WHERE u.raw_id = rm.raw_id) IS NOT NULL AS done
+             OR (SELECT 1 FROM unmatched_mail u WHERE u.raw_id = rm.raw_id) IS NOT NULL AS done,
+           EXISTS (SELECT 1 FROM discarded_events d WHERE d.raw_id = rm.raw_id
+                   AND d.stage IN ('parse', 'ticket')) AS discarded
     FROM remote_messages rm
     WHERE rm.state IN ('stored', 'published')
     OFFSET 0
 ) w
+WHERE NOT w.discarded
 """
 
-# Outgoing mail not yet handed over to SMTP (index outgoing_mail_unsent).
+# Outgoing mail not yet handed over to SMTP (index outgoing_mail_unsent),
+# except what was given up at the reply stage: a discarded reply.queued names
+# its outgoing mail, a discarded request.created its request's auto-reply.
 _REPLY_BACKLOG_SQL = """
 SELECT count(*) AS waiting, min(created_at) AS oldest
-FROM outgoing_mail WHERE state IN ('pending', 'sending')
+FROM outgoing_mail o WHERE state IN ('pending', 'sending')
+AND NOT EXISTS (SELECT 1 FROM discarded_events d WHERE d.outgoing_id = o.id AND d.stage = 'reply')
+AND NOT (o.kind = 'auto_reply' AND EXISTS (
+    SELECT 1 FROM discarded_events d WHERE d.request_id = o.request_id AND d.stage = 'reply'
+    AND d.event_type = 'request.created'))
 """
 
 
@@ -204,11 +215,12 @@ def backlog(conn: psycopg.Connection) -> dict[str, Backlog]:
 
     This is the work itself, not the queue: it includes work whose event
     waits in a retry or dead-letter queue, and mail stored but not yet
-    announced. A parse or ticket dead letter that was discarded stays in the
-    ledger as waiting (nothing records the discard), and a request.created
-    not yet handled by the replier has no outgoing row yet, so it is not
-    counted. Peeking at a quorum queue instead would count as a delivery
-    toward its delivery limit.
+    announced. Work whose dead letter an operator discarded is not waiting
+    (services/admin/dead_letters.py records each discard): mail discarded at
+    the parse or ticket stage, replies discarded at the reply stage. A
+    request.created not yet handled by the replier has no outgoing row yet,
+    so it is not counted. Peeking at a quorum queue instead would count as a
+    delivery toward its delivery limit.
     """
     mail = conn.execute(_MAIL_BACKLOG_SQL).fetchone()
     reply = conn.execute(_REPLY_BACKLOG_SQL).fetchone()
