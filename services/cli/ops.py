@@ -1,6 +1,7 @@
 """`deskmail queues`, `deskmail dead-letters ...` and `deskmail status`: what an operator runs.
 
-The logic lives in shared/broker_admin.py and services/admin/status.py; this
+The logic lives in shared/broker_admin.py, services/admin/status.py and
+services/admin/dead_letters.py (a purge needs --reason and is recorded); this
 module only parses arguments and prints. Rates need the RabbitMQ management
 API: set DESKMAIL_RABBITMQ_API (http://user:password@host:15672). The age of
 the oldest work waiting for a stage comes from the database (status.backlog).
@@ -9,16 +10,20 @@ the oldest work waiting for a stage comes from the database (status.backlog).
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from typing import Any
 
+import psycopg
 from kombu.exceptions import OperationalError
 
+from services.admin import dead_letters as dead_letter_admin
 from services.admin import status as ops_status
 from services.app import App
 from shared import broker_admin
 from shared.broker_admin import DeadLetter, QueueInfo, QueueMissing
+from shared.mailboxes import InvalidSetting
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,12 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_dead_show)
     for action, func, verb in (("replay", cmd_dead_replay, "send back to their stage's queue"),
-                               ("purge", cmd_dead_purge, "delete for good")):
+                               ("purge", cmd_dead_purge, "delete for good, recording why")):
         a = dsub.add_parser(action, help=f"{verb}: the given ids, or --all")
         a.add_argument("ids", nargs="*", help="ids from `list` (unique prefixes are enough)")
         a.add_argument("--all", action="store_true", help="every dead letter (of --stage, if given)")
         a.add_argument("--stage", help="only this stage's dead letters")
+        if action == "purge":
+            a.add_argument("--reason", required=True,
+                           help="why they are given up; recorded with each (`deskmail dead-letters discarded`)")
         a.set_defaults(func=func)
+    a = dsub.add_parser("discarded", help="the dead letters discarded so far: what, when, by whom and why")
+    a.add_argument("--limit", type=int, default=50, help="the most recent N (default 50)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_dead_discarded)
 
     p = sub.add_parser("status", help="mailboxes and queues at a glance; exit 1 if something needs attention")
     p.add_argument("--window", type=float, default=5.0,
@@ -215,20 +227,59 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
     return 0 if done or ids is None else 1
 
 
+def _operator() -> str:
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except Exception:  # noqa: BLE001 - no login name (a container without a passwd entry)
+        return "(cli)"
+
+
 def cmd_dead_purge(args: argparse.Namespace) -> int:
     ids = _choose(args)
     if isinstance(ids, int):
         return ids
+    try:
+        dead_letter_admin.check_reason(args.reason)
+    except InvalidSetting as exc:
+        return _fail(f"--reason {exc.errors['reason']}")
     app = App.from_env()
     try:
         with app.broker() as conn:
-            done = broker_admin.purge(conn, app.topology, ids, args.stage)
-    except (QueueMissing, ValueError, OperationalError, ConnectionError) as exc:
+            done = dead_letter_admin.discard(app.pool, conn, app.topology, ids, args.stage,
+                                             args.reason, _operator())
+    except (QueueMissing, ValueError, OperationalError, ConnectionError, psycopg.Error) as exc:
         return _fail(str(exc))
     for letter in done:
         print(f"purged {letter.id} ({letter.stage}): {_event_text(letter)}")
-    print(f"{len(done)} dead letter(s) purged")
+    if done:
+        print(f"{len(done)} dead letter(s) purged, each recorded with the reason"
+              " (`deskmail dead-letters discarded`)")
+    else:
+        print("0 dead letter(s) purged")
     return 0 if done or ids is None else 1
+
+
+def cmd_dead_discarded(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    try:
+        with app.pool.connection(timeout=5) as db:
+            rows = dead_letter_admin.discarded(db, max(1, args.limit))
+    except Exception as exc:  # noqa: BLE001 - the database is down: say so in plain words
+        return _fail(f"database: {exc}")
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no dead letters discarded")
+        return 0
+    print(f"{'DISCARDED AT':19}  {'ID':12}  {'STAGE':6}  {'EVENT':40}  {'BY':20}  REASON")
+    for r in rows:
+        ids = " ".join(f"{k}={v}" for k, v in (r["event_ids"] or {}).items())
+        event = f"{r['event_type'] or '(unreadable)'} {ids}"
+        mark = "" if r["confirmed_at"] else "  [removal not confirmed: see `deskmail dead-letters list`]"
+        print(f"{r['discarded_at']:%Y-%m-%d %H:%M:%S}  {r['letter_id']:12}  {r['stage']:6}  {event[:40]:40}"
+              f"  {(r['discarded_by'] or '-')[:20]:20}  {r['reason']}{mark}")
+    return 0
 
 
 # -- status -------------------------------------------------------------------

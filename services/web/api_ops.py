@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from services.admin import dead_letters as dead_letter_admin
 from services.admin import status as ops_status
 from services.admin.errors import NotFound
 from services.web.context import Ctx, WebContext
-from services.web.schemas import DeadLetterOut, DiscardIn, Handled, ReplayIn, StatusOut
+from services.web.schemas import (
+    DeadLetterOut,
+    DiscardedOut,
+    DiscardIn,
+    Handled,
+    ReplayIn,
+    StatusOut,
+)
+from services.web.security import Principal, principal
 from shared import broker_admin
 from shared.mailboxes import InvalidSetting
 
@@ -81,15 +90,18 @@ def replay(c: WebContext, ids: list[str] | None, stage: str | None) -> dict[str,
 
 
 def discard(c: WebContext, letter_id: str, reason: Any, who: str) -> dict[str, Any]:
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidSetting({"reason": "must not be empty: say why the message is given up"})
+    """Give one dead letter up; the service records it (what, who, why) before the broker removes it."""
+    dead_letter_admin.check_reason(reason)  # before touching the broker: same words as the CLI
     with c.broker() as conn:
-        done = broker_admin.purge(conn, c.topology, [letter_id])
+        done = dead_letter_admin.discard(c.pool, conn, c.topology, [letter_id], None, reason, who)
     if not done:
         raise NotFound(f"no dead letter {letter_id}")
-    # The purge's own log line has the error; this one has who gave it up and why.
-    log.warning("dead letter discarded", extra={"dead_letter": done[0].id, "by": who, "reason": reason.strip()})
     return {"count": len(done), "ids": [x.id for x in done]}
+
+
+def discarded(c: WebContext, limit: int = 50) -> list[dict[str, Any]]:
+    with c.pool.connection() as conn:
+        return dead_letter_admin.discarded(conn, limit)
 
 
 @router.get("/status", response_model=StatusOut, tags=["status"],
@@ -103,6 +115,14 @@ def get_status(c: Ctx) -> dict[str, Any]:
             summary="Messages a stage gave up on, oldest first")
 def list_dead(c: Ctx, stage: str | None = None) -> list[dict[str, Any]]:
     return dead_letters(c, stage)
+
+
+@router.get("/dead-letters/discarded", response_model=list[DiscardedOut], tags=["dead letters"],
+            summary="Dead letters discarded so far, newest first: what, when, by whom and why")
+def list_discarded(c: Ctx, limit: int = 50) -> list[dict[str, Any]]:
+    if limit < 1 or limit > 1000:
+        raise InvalidSetting({"limit": "must be between 1 and 1000"})
+    return discarded(c, limit)
 
 
 @router.get("/dead-letters/{letter_id}", response_model=DeadLetterOut, tags=["dead letters"],
@@ -134,6 +154,8 @@ def replay_many(body: ReplayIn, c: Ctx) -> dict[str, Any]:
 
 
 @router.post("/dead-letters/{letter_id}/discard", response_model=Handled, tags=["dead letters"],
-             summary="Give a dead letter up for good, saying why (the reason is logged)")
-def discard_one(letter_id: str, body: DiscardIn, c: Ctx) -> dict[str, Any]:
-    return discard(c, letter_id, body.reason, "api")
+             summary="Give a dead letter up for good, saying why (recorded: GET /dead-letters/discarded)")
+def discard_one(letter_id: str, body: DiscardIn, c: Ctx,
+                who: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
+    # The router's own principal dependency already ran: FastAPI hands back its cached answer.
+    return discard(c, letter_id, body.reason, f"{who.user.username} (api)")

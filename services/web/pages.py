@@ -104,8 +104,12 @@ def home(request: Request, c: Ctx) -> Response:
     status = api_ops.status(c)
     letters = api_ops.dead_letters(c) if any(
         q["kind"] == "dead" and q["messages"] for q in status["queues"]) else []
-    return render(request, "status.html", status=status, letters=letters, age_text=ops_status.age_text,
-                  done=request.query_params.get("done"))
+    try:
+        discarded = api_ops.discarded(c, 5)
+    except Exception:  # noqa: BLE001 - the database is down: the status above already says so
+        discarded = None
+    return render(request, "status.html", status=status, letters=letters, discarded=discarded,
+                  age_text=ops_status.age_text, done=request.query_params.get("done"))
 
 
 @router.post("/dead-letters/{letter_id}/replay")
@@ -122,7 +126,7 @@ def replay_letters(form: Form, c: Ctx) -> Response:
 
 @router.post("/dead-letters/{letter_id}/discard")
 def discard_letter(request: Request, letter_id: str, form: Form, c: Ctx) -> Response:
-    who = request.state.principal.user.username
+    who = f"{request.state.principal.user.username} (web)"
     done = api_ops.discard(c, letter_id, form.get("reason"), who)
     return done_at("/", f"{done['count']} dead letter(s) discarded")
 

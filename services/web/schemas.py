@@ -347,7 +347,26 @@ class ReplayIn(BaseModel):
 
 
 class DiscardIn(BaseModel):
-    reason: _lenient(_STR, "why it is discarded; written to the log") = None
+    reason: _lenient(_STR, "why it is discarded (required); recorded with who discarded it") = None
+
+
+class DiscardedOut(BaseModel):
+    id: int
+    letter_id: str = Field(description="the dead letter's id as it was listed")
+    stage: str
+    event_type: str | None = Field(description="null: the message was not a readable event")
+    event_ids: dict[str, Any]
+    raw_id: int | None
+    request_id: int | None
+    outgoing_id: int | None
+    error: str | None = Field(description="why the stage gave it up")
+    failed_at: str | None
+    reason: str
+    discarded_by: str | None
+    discarded_at: dt.datetime
+    confirmed_at: dt.datetime | None = Field(
+        description="when the broker confirmed the removal; null: recorded, but the removal was not seen"
+        " to succeed (the letter may still be listed)")
 
 
 class Handled(BaseModel):

@@ -88,7 +88,7 @@ def test_a_dead_letter_is_listed_shown_replayed_and_becomes_a_request(app, setti
         # The other one is purged; then nothing needs attention any more.
         other = letters[POISON_RAW_ID + 1]["id"]
         assert deskmail(settings, "dead-letters", "replay", "ffffffffffff").returncode == 1  # no such id
-        purged = deskmail(settings, "dead-letters", "purge", other)
+        purged = deskmail(settings, "dead-letters", "purge", other, "--reason", "a test of the purge")
         assert purged.returncode == 0 and f"purged {other}" in purged.stdout
         assert broker_messages(dead_queue) == []
         assert deskmail(settings, "dead-letters", "list").stdout.strip() == "no dead letters"
