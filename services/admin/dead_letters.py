@@ -67,6 +67,20 @@ def _record(conn: psycopg.Connection, letter: DeadLetter, reason: str, by: str |
     return int(row["id"])
 
 
+def cancel_replies(conn: psycopg.Connection, record_ids: list[int]) -> int:
+    """Staff replies whose reply.queued was discarded are not sent after all.
+
+    Without this the replier's sweeper would find them still pending and
+    announce them again: the discard would not stick.
+    """
+    return conn.execute(
+        "UPDATE outgoing_mail o SET state = 'skipped', updated_at = now(),"
+        " reason = 'discarded by an operator: ' || d.reason"
+        " FROM discarded_events d WHERE d.id = ANY(%s) AND d.outgoing_id = o.id AND o.state = 'pending'",
+        (record_ids,),
+    ).rowcount
+
+
 def discard(pool: ConnectionPool, broker: Connection, topology: Topology, ids: list[str] | None,
             stage: str | None, reason: Any, by: str | None) -> list[DeadLetter]:
     """Remove dead letters for good (those whose id starts with one of `ids`, or all of `stage`).
@@ -89,6 +103,7 @@ def discard(pool: ConnectionPool, broker: Connection, topology: Topology, ids: l
             with transaction(pool) as conn:
                 conn.execute("UPDATE discarded_events SET confirmed_at = now() WHERE id = ANY(%s)",
                              (recorded,))
+                cancel_replies(conn, recorded)
         except Exception as exc:  # noqa: BLE001 - the letters are gone and recorded; only the mark is missing
             log.error("dead letters discarded, but their records could not be marked confirmed",
                       extra={"records": recorded, "error": repr(exc)})

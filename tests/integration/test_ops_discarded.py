@@ -158,3 +158,22 @@ def test_the_reply_backlog_leaves_out_replies_discarded_at_the_reply_stage(app):
     record(Event(REQUEST_CREATED, {"request_id": out["auto"][0], "history_id": 1}))
     with app.pool.connection() as conn:
         assert ops_status.backlog(conn)["reply"].waiting == 1
+
+
+def test_a_discarded_staff_reply_is_not_sent_after_all(app):
+    from services.admin.dead_letters import cancel_replies
+
+    with transaction(app.pool) as conn:
+        box = conn.execute("INSERT INTO mailboxes (from_name, address, host, username, account_type)"
+                           " VALUES ('S', 'support@acme.test', 'h', 'u', 'imap') RETURNING id").fetchone()["id"]
+        request = conn.execute("INSERT INTO requests (mailbox_id) VALUES (%s) RETURNING id", (box,)).fetchone()["id"]
+        oid = conn.execute("INSERT INTO outgoing_mail (request_id, kind, to_address, state)"
+                           " VALUES (%s, 'staff_reply', 'c@example.org', 'pending') RETURNING id",
+                           (request,)).fetchone()["id"]
+        record = conn.execute("INSERT INTO discarded_events (letter_id, stage, event_type, event_ids, request_id,"
+                              " outgoing_id, reason) VALUES ('x', 'reply', 'reply.queued', '{}', %s, %s,"
+                              " 'customer asked us not to') RETURNING id", (request, oid)).fetchone()["id"]
+        assert cancel_replies(conn, [record]) == 1
+        row = conn.execute("SELECT state, reason FROM outgoing_mail WHERE id = %s", (oid,)).fetchone()
+    # The replier's sweeper re-announces only pending replies: this one stays unsent.
+    assert row == {"state": "skipped", "reason": "discarded by an operator: customer asked us not to"}
