@@ -202,10 +202,6 @@ class DeadLetter:
     def failed_at(self) -> str:
         return str(self.headers.get(FAILED_AT, ""))
 
-    @property
-    def failed_stage(self) -> str:
-        return str(self.headers.get(STAGE, self.stage))
-
 
 def _dead_letter_id(stage: str, body: bytes, headers: dict[str, Any]) -> str:
     digest = hashlib.sha256()

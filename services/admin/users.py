@@ -170,5 +170,3 @@ def token_user(conn: psycopg.Connection, token: str) -> User | None:
     return User(row["id"], row["username"]) if row else None
 
 
-def has_users(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None

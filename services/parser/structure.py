@@ -27,10 +27,6 @@ class Part:
     children: list[Part] = field(default_factory=list)
     _payload: bytes | None = None
 
-    @property
-    def maintype(self) -> str:
-        return self.content_type.partition("/")[0]
-
     def header_params(self, name: str, defects: list[str]) -> tuple[str, dict[str, str]]:
         value = self.headers.get(name)
         if value is None:

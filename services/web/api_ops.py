@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -24,7 +23,6 @@ from services.web.security import Principal, principal
 from shared import broker_admin
 from shared.mailboxes import InvalidSetting
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
 
 
