@@ -25,6 +25,10 @@
 set -euo pipefail
 
 PY="${PYTHON:-python3}"
+# pip puts hadolint (and the kubectl fallback) beside the interpreter, which
+# need not be on the caller's PATH: look there first.
+PATH="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
 
 # Pinned so a new upstream release cannot change what "valid" means under us.
 PIP_PACKAGES=(

@@ -16,7 +16,7 @@ with the time the pipeline took to make progress again.
     poison      one mail the ticketer fails on every time (its customer's row is locked by a
                 forgotten operator session, the database has a lock_timeout): dead letter after
                 the bounded retries; the session ends, `deskmail dead-letters replay`, a request
-    malformed   mutated corpus mail and random bytes through a Maildir mailbox: each one a
+    malformed   mutated test mail and random bytes through a Maildir mailbox: each one a
                 request (unparsed ones flagged, original attached), an unmatched bounce, or a
                 visible dead letter with its raw message kept; no stage crashes or stalls
 
@@ -69,7 +69,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import mailgen  # noqa: E402 - bench/ is not a package
 
-CORPUS = Path(os.environ.get("DESKMAIL_CORPUS_DIR", ROOT.parent / "shared" / "corpus"))
+# Our own test messages: the tests need nothing beside the repository.
+PARSER_DATA = ROOT / "tests" / "data" / "parser"
 PG_VERSION = next(iter(sorted(p.name for p in Path("/etc/postgresql").iterdir())), "15") \
     if Path("/etc/postgresql").is_dir() else "15"
 SUPPORT = "support@acme.test"
@@ -474,13 +475,13 @@ def _one_poison_letter(p: Pipeline) -> Callable[[list[DeadLetter]], list[str]]:
 # -- 6. malformed mail through a Maildir -------------------------------------------------
 
 
-def corpus_mails() -> list[bytes]:
-    files = sorted([*CORPUS.glob("zammad/*.box"), *CORPUS.glob("cpython/msg_*.txt")])
-    return [f.read_bytes() for f in files]
+def seed_mails() -> list[bytes]:
+    """What the malformed mail is made from: the parser's test messages and a mailgen mix."""
+    return [f.read_bytes() for f in sorted(PARSER_DATA.glob("*.eml"))] + list(mailgen.generate(40, seed=9))
 
 
 def mutate(rng: random.Random, base: list[bytes]) -> bytes:
-    """A broken mail: a corpus mail mutated one to three ways, or random bytes."""
+    """A broken mail: a seed mail mutated one to three ways, or random bytes."""
     if rng.random() < 0.12 or not base:
         return rng.randbytes(rng.randint(0, 4000))
     data = bytearray(rng.choice(base))
@@ -516,7 +517,7 @@ def malformed(settings: Settings, work_dir: Path, size: Size, seed: int = 6) -> 
     """Broken mail through the whole pipeline, from a local Maildir (fast to fill, same fetcher code path
     as IMAP from the poll on; Dovecot would reject or rewrite some of these bytes)."""
     rng = random.Random(seed)
-    base = corpus_mails()
+    base = seed_mails()
     broken = [mutate(rng, base) for _ in range(size.malformed)]
     maildir = work_dir / "Maildir"
     box = stdlib_mailbox.Maildir(maildir, create=True)
@@ -530,7 +531,7 @@ def malformed(settings: Settings, work_dir: Path, size: Size, seed: int = 6) -> 
         verdict = _check_malformed(p, keys)
         verdict.problems.extend(f"stage exited by itself: {k} ({v})" for k, v in p.stages.crashed().items())
         reasons = Counter(f"{d.stage}: {str(d.headers.get('x-deskmail-error'))[:160]}" for d in verdict.dead)
-        notes = [f"{len(base)} corpus mails mutated, seed {seed}"]
+        notes = [f"{len(base)} seed mails mutated, seed {seed}"]
         notes += [f"dead letter x{n}: {why}" for why, n in reasons.most_common(5)]
         return p.result("malformed", verdict, started, notes)
 

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import copy
 import importlib
+import os
 import re
 import shutil
 import subprocess
+import sysconfig
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -86,7 +88,9 @@ INSTALL_HINT = "run scripts/install-deploy-tools.sh"
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
+    # pip installs hadolint (and the kubectl fallback) beside this interpreter,
+    # which need not be on PATH.
+    path = shutil.which(name, path=os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]))
     if path is None:
         pytest.fail(f"{name} not found on PATH: {INSTALL_HINT}", pytrace=False)
     return path
