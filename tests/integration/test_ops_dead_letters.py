@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -30,7 +31,7 @@ MAIL = (b"From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <juergen@example.com>\r\nTo:
 
 
 def deskmail(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["deskmail", *args], env=stage_env(settings), capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=stage_env(settings), capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -32,7 +33,7 @@ HOUR = 3600
 
 
 def deskmail(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["deskmail", *args], env=stage_env(settings), capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=stage_env(settings), capture_output=True, text=True, timeout=60)
 
 
 def _store(app, mailbox_id: int, raw_id: int, age: int) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 
@@ -79,7 +80,7 @@ def test_healthz_fails_while_the_handler_is_stuck_and_recovers(app):
 def _start(settings, stage: str, **env: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     full = {**stage_env(settings), "DESKMAIL_HTTP_PORT": str(port), **env}
-    proc = subprocess.Popen(["deskmail", stage], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", stage], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import mailbox as stdlib_mailbox
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def start(settings, log_dir: Path, round_: int) -> dict[str, subprocess.Popen]:
         # A small prefetch keeps several batches in flight, so the signal lands mid-work.
         env = {**stage_env(settings), "DESKMAIL_PREFETCH": "16"}
         with open(log_dir / f"{stage}.{round_}.log", "wb") as log:
-            procs[stage] = subprocess.Popen(["deskmail", stage], env=env, stdout=log, stderr=subprocess.STDOUT)
+            procs[stage] = subprocess.Popen([sys.executable, "-m", "services.cli", stage], env=env, stdout=log, stderr=subprocess.STDOUT)
     return procs
 
 
