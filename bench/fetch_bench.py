@@ -35,9 +35,10 @@ from kombu import Connection  # noqa: E402
 from mailgen import generate  # noqa: E402
 
 from services.fetcher import poll as poll_module  # noqa: E402
-from services.fetcher.poll import Poller, open_remote  # noqa: E402
+from services.fetcher.poll import Poller  # noqa: E402
 from shared import db, mailboxes  # noqa: E402
 from shared.crypto import Keys  # noqa: E402
+from shared.mailserver.connect import open_remote  # noqa: E402
 from shared.publisher import Publisher  # noqa: E402
 from shared.topology import Topology  # noqa: E402
 

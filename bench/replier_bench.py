@@ -30,11 +30,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from bench.mailgen import generate
-from services.replier.smtp import Sender, open_session
 from services.replier.stage import ReplierHandler
 from shared import db, smtp_settings
 from shared.crypto import Keys
 from shared.events import REQUEST_CREATED, Event
+from shared.mailserver.smtp import Sender, open_session
 from shared.settings import Settings
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -16,6 +16,9 @@ from shared.crypto import Keys
 
 ACCOUNT_TYPES = ("imap", "pop3", "maildir")
 SECURITY_TYPES = ("none", "starttls", "tls")
+# The poll log (mailbox_polls): the fetcher keeps this many rows per mailbox,
+# and the admin layer shows at most that many.
+KEEP_POLLS = 100
 DEFAULT_PORTS = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
                  ("pop3", "tls"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110}
 

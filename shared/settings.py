@@ -22,6 +22,18 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"setting {name} must be a whole number, got {raw!r}") from None
 
 
+def ca_file() -> str | None:
+    """DESKMAIL_CA_FILE: the CA bundle mail, SMTP and OAuth2 servers' certificates are checked against.
+
+    None: the system's CAs. The only place the variable is read. A function
+    rather than a `Settings` field because TLS contexts are made deep inside
+    the connection code (shared/mailserver, shared/oauth2), which is handed a
+    mailbox or SMTP setting, not the process's settings; reading it when a
+    context is made also lets a test point it at its own CA.
+    """
+    return os.environ.get("DESKMAIL_CA_FILE") or None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None

@@ -28,10 +28,9 @@ import psycopg
 
 from services.admin import form_values
 from services.admin.errors import Conflict, NotFound
-from services.fetcher.lease import KEEP_POLLS
 from shared import mailboxes
 from shared.crypto import Keys
-from shared.mailboxes import DEFAULT_PORTS, EDITABLE, InvalidSetting, Mailbox
+from shared.mailboxes import DEFAULT_PORTS, EDITABLE, KEEP_POLLS, InvalidSetting, Mailbox
 from shared.oauth2 import owners
 
 INT_FIELDS = ("port", "poll_interval", "max_per_poll", "max_message_bytes", "category_id", "smtp_id")
@@ -304,7 +303,7 @@ def probe(mailbox: Mailbox, smtp: Any | None = None) -> Iterator[Step]:
     Stops at the first failing step, which names what failed. SMTP steps are
     prefixed "smtp_" (smtp_dns, smtp_tcp, smtp_tls, smtp_starttls, smtp_login).
     """
-    from services.fetcher.check import check_mailbox
+    from shared.mailserver.probe import check_mailbox
 
     for step, ok, detail in check_mailbox(mailbox):
         yield Step(step, ok, detail)
@@ -316,7 +315,7 @@ def probe(mailbox: Mailbox, smtp: Any | None = None) -> Iterator[Step]:
 
 def smtp_steps(smtp: Any) -> list[Step]:
     """Open an SMTP session with the settings and log in, step by step; nothing is sent."""
-    from services.replier.smtp import check
+    from shared.mailserver.smtp import check
 
     return [Step(f"smtp_{step}", ok, detail) for step, ok, detail in check(smtp)]
 
@@ -326,8 +325,8 @@ def folders(mailbox: Mailbox) -> dict[str, Any]:
 
     POP3 has only its inbox.
     """
-    from services.fetcher.poll import open_remote
-    from services.fetcher.remote import RemoteError
+    from shared.mailserver.connect import open_remote
+    from shared.mailserver.remote import RemoteError
 
     if mailbox.account_type != "imap":
         return {"ok": True, "folders": [mailbox.folder], "step": None, "detail": None}
@@ -429,8 +428,8 @@ def send_test_mail_from(pool: Any, keys: Keys, raw: Mapping[str, Any], smtp_raw:
     from email.message import EmailMessage
     from email.utils import formataddr, make_msgid
 
-    from services.replier.smtp import open_session
     from shared import smtp_settings, templates
+    from shared.mailserver.smtp import open_session
     from shared.oauth2 import login as oauth_login
 
     with pool.connection() as conn:

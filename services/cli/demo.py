@@ -14,8 +14,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from services.app import STAGES, App
+from services import runner
+from services.app import App
 from services.cli.requests import list_requests
+from services.stages import STAGES
 from shared import mailboxes
 from shared.db import transaction
 
@@ -67,7 +69,7 @@ def run_demo(app: App, source: Path | None, timeout: float) -> int:
     started = time.monotonic()
     maildir = _prepare_maildir(app.settings.data_dir, source)
     mailbox_id = _ensure_mailbox(app, maildir)
-    runnables = [app.stage(name) for name in STAGES]
+    runnables = [runner.build(app, name) for name in STAGES]
     threads = [threading.Thread(target=r.run, daemon=True) for r in runnables]
     for t in threads:
         t.start()

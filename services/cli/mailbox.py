@@ -185,7 +185,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from services.fetcher.check import check_mailbox
+    from shared.mailserver.probe import check_mailbox
 
     app = App.from_env()
     with app.pool.connection() as conn:

@@ -6,7 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
-from services.app import STAGES, App
+from services import runner
+from services.app import App
+from services.stages import STAGES
 from shared import db
 
 
@@ -31,12 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     app = App.from_env()
     # The admin web joins the one-process mode unless DESKMAIL_WEB=0.
-    app.run([*STAGES, *(["web"] if app.settings.web_enabled else [])])
+    runner.run(app, [*STAGES, *(["web"] if app.settings.web_enabled else [])])
     return 0
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    App.from_env().run([args.stage])
+    runner.run(App.from_env(), [args.stage])
     return 0
 
 

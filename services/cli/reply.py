@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from services.app import App
-from services.replier.outbox import ReplyRefused, announce, queue_staff_reply
 from shared.db import transaction
+from shared.staff_replies import ReplyRefused, announce, queue_staff_reply
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -166,7 +166,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from services.replier.smtp import check
+    from shared.mailserver.smtp import check
 
     app = App.from_env()
     try:

@@ -7,6 +7,7 @@ import getpass
 import os
 import sys
 
+from services import runner
 from services.admin import users
 from services.admin.errors import Conflict
 from services.app import App
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    App.from_env().run(["web"])
+    runner.run(App.from_env(), ["web"])
     return 0
 
 

@@ -22,9 +22,9 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from shared.db import transaction
+from shared.mailboxes import KEEP_POLLS
 
 LEASE_SECONDS = 60
-KEEP_POLLS = 100  # rows of the poll log kept per mailbox
 
 _ACQUIRE = """
 UPDATE mailboxes SET lease_owner = %(owner)s, lease_until = now() + make_interval(secs => %(secs)s)

@@ -3,6 +3,7 @@
 Each thread has its own broker connection (kombu connections are not
 thread-safe) and serves one mailbox at a time (session.py). Many fetcher
 processes share the mailboxes through the leases in the database (lease.py).
+`deskmail fetcher` runs it (registered below for services/runner.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import threading
 
 from psycopg_pool import ConnectionPool
 
+from services.app import App
 from services.fetcher import lease
 from services.fetcher.poll import Poller
 from services.fetcher.session import Session
+from services.stages import register
 from shared.crypto import Keys
 from shared.health import Heartbeat
 from shared.log import bind
@@ -87,3 +90,8 @@ class Fetcher:
             log.warning("cannot take a mailbox lease", extra={"error": repr(exc)})
             self.stopping.wait(5)
             return None
+
+
+@register("fetcher")
+def build(app: App) -> Fetcher:
+    return Fetcher(app.settings, app.pool, app.keys, app.topology)

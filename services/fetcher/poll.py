@@ -26,10 +26,10 @@ from prometheus_client import Counter
 from psycopg_pool import ConnectionPool
 
 from services.fetcher import store
-from services.fetcher.remote import Fetched, Remote, RemoteError
 from shared import metrics
 from shared.events import MAIL_RECEIVED, Event
 from shared.mailboxes import Mailbox
+from shared.mailserver.remote import Fetched, Remote, RemoteError
 from shared.publisher import Publisher
 from shared.topology import Topology
 
@@ -101,22 +101,6 @@ def _ahead(items: Iterator[Fetched], depth: int) -> Iterator[Fetched]:
     finally:
         stop.set()
         worker.join()
-
-
-def open_remote(mailbox: Mailbox) -> Remote:
-    if mailbox.account_type == "imap":
-        from services.fetcher.imap import ImapRemote
-
-        return ImapRemote(mailbox)
-    if mailbox.account_type == "pop3":
-        from services.fetcher.pop3 import Pop3Remote
-
-        return Pop3Remote(mailbox)
-    if mailbox.account_type == "maildir":
-        from services.fetcher.maildir import MaildirRemote
-
-        return MaildirRemote(mailbox)
-    raise RemoteError("config", f"unknown account type {mailbox.account_type!r}", transient=False)
 
 
 class Poller:

@@ -22,11 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from services.fetcher import lease
-from services.fetcher.poll import Poller, PollResult, open_remote
-from services.fetcher.remote import Remote, RemoteError, can_idle
+from services.fetcher.poll import Poller, PollResult
 from shared import metrics
 from shared.crypto import Keys
 from shared.mailboxes import Mailbox
+from shared.mailserver.connect import open_remote
+from shared.mailserver.remote import Remote, RemoteError, can_idle
 from shared.oauth2 import login as oauth_login
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from services.fetcher.remote import Fetched
 from shared.db import transaction
+from shared.mailserver.remote import Fetched
 
 
 def known_ids(pool: ConnectionPool, mailbox_id: int, folder: str, uidvalidity: int,

@@ -25,15 +25,13 @@ import re
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-# C0 controls (CR, LF, TAB, NUL, ...), DEL, C1 controls (NEL, ...), the
-# Unicode line and paragraph separators; lone surrogates (from
-# surrogateescape decoding) cannot be encoded, so they go as well.
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+from shared.addresses import CONTROL_RE as _CONTROL_RE
+from shared.addresses import WS_RE as _WS_RE
+from shared.addresses import validate_address
+
+# Lone surrogates (from surrogateescape decoding) cannot be encoded, so they
+# go as well as the control characters (shared.addresses.CONTROL_RE).
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
-_WS_RE = re.compile(r"\s+")
-# RFC 5322 dot-atom local part; quoted local parts are not accepted.
-_LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # A message id between its angle brackets: printable ASCII without space,
 # brackets, parentheses (comments), quotes, backslash or comma.
 _MSGID_RE = re.compile(r"[!#-\'*+\-./0-9:;=?@A-Z\[\]^_`a-z{|}~]+")
@@ -52,36 +50,6 @@ def sanitize_header_text(value: str) -> str:
     """`value` as one safe line: control characters to spaces, spaces collapsed."""
     value = _SURROGATE_RE.sub("\ufffd", value)
     return _WS_RE.sub(" ", _CONTROL_RE.sub(" ", value)).strip()
-
-
-def validate_address(address: str) -> str:
-    """Return `address` (domain IDNA-encoded) if it is a plain addr-spec, else ValueError.
-
-    Refuses anything that could break out of a header: CR, LF, whitespace,
-    angle brackets, commas, quotes, several or no @.
-    """
-    if not isinstance(address, str) or not address:
-        raise ValueError("empty email address")
-    if _CONTROL_RE.search(address) or _WS_RE.search(address):
-        raise ValueError(f"invalid email address {address!r}: control characters or whitespace")
-    if any(c in address for c in '<>,;"()\\[]'):
-        raise ValueError(f"invalid email address {address!r}: forbidden character")
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain:
-        raise ValueError(f"invalid email address {address!r}: not local@domain")
-    if not _LOCAL_RE.fullmatch(local):
-        raise ValueError(f"invalid email address {address!r}: bad local part")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as e:
-            raise ValueError(f"invalid email address {address!r}: bad domain") from e
-    labels = domain.rstrip(".").split(".")
-    if len(domain) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
-        raise ValueError(f"invalid email address {address!r}: bad domain")
-    if len(local) > 64:
-        raise ValueError(f"invalid email address {address!r}: local part too long")
-    return f"{local}@{domain}"
 
 
 def _bare_msgid(message_id: str) -> str | None:

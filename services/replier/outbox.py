@@ -1,19 +1,19 @@
-"""Staff replies: queued in the database first, announced second, swept if the announcement is lost.
+"""Staff replies swept if their announcement is lost; the replier stage that runs the sweep.
 
-`queue_staff_reply` commits an outgoing_mail row (kind staff_reply, state
-pending) in the caller's transaction; `announce` then publishes reply.queued
-for it. The row is the truth and the event only a wake-up call (an outbox):
-if the process dies between the commit and the publish, or the broker is
-down, or the event was dead-lettered after long SMTP trouble, the replier's
-`Sweeper` finds the row and announces it again:
+`queue_staff_reply` (shared/staff_replies.py) commits an outgoing_mail row
+(kind staff_reply, state pending) in the caller's transaction; `announce`
+then publishes reply.queued for it. The row is the truth and the event only a
+wake-up call (an outbox): if the process dies between the commit and the
+publish, or the broker is down, or the event was dead-lettered after long
+SMTP trouble, the replier's `Sweeper` finds the row and announces it again:
 
     pending  and untouched for `grace` seconds       -> announced again
     sending  and untouched for STALE_SENDING seconds -> announced again (its replier died)
     pending  and older than MAX_AGE                  -> failed, visibly ("gave up")
 
 Announcing twice is harmless: the replier claims a row before sending it.
-`ReplierStage` runs the replier's worker and its sweeper together; it is what
-`App.stage("replier")` returns.
+`ReplierStage` runs the replier's worker and its sweeper together: it is the
+replier stage (services/replier/main.py).
 """
 
 from __future__ import annotations
@@ -21,86 +21,23 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from services.replier.compose import validate_address
 from services.replier.stage import STALE_SENDING, ReplierHandler
 from shared import metrics
 from shared.crypto import Keys
 from shared.db import transaction
-from shared.events import REPLY_QUEUED, Event
-from shared.publisher import Publisher
 from shared.settings import Settings
+from shared.staff_replies import announce
 from shared.topology import Topology
-from shared.worker import Worker, connect
+from shared.worker import Worker
 
 log = logging.getLogger(__name__)
 
 MAX_AGE = timedelta(days=1)
 _SWEEP_LOCK = 72_616_005  # one replica sweeps at a time (pg_try_advisory_xact_lock)
-
-
-class ReplyRefused(ValueError):
-    """A staff reply that cannot be queued, in words for the agent."""
-
-
-def queue_staff_reply(conn: psycopg.Connection, request_id: int, agent: str, body: str) -> int:
-    """Queue a public staff reply on request `request_id`; returns the outgoing mail's id.
-
-    It answers the request's latest mail written by a person (else its latest
-    mail): to that mail's Reply-To, else its sender, else the request's customer.
-    """
-    agent, text = agent.strip(), body.replace("\r\n", "\n").strip("\n")
-    if not agent:
-        raise ReplyRefused("the agent's name must not be empty")
-    if not text.strip():
-        raise ReplyRefused("the reply is empty")
-    request = conn.execute(
-        "SELECT r.id, c.address, c.name FROM requests r LEFT JOIN customers c ON c.id = r.customer_id"
-        " WHERE r.id = %s", (request_id,)).fetchone()
-    if request is None:
-        raise LookupError(f"no request {request_id}")
-    parent = conn.execute(
-        "SELECT h.id, h.from_address, h.from_name, p.parsed->'reply_to' AS reply_to FROM history h"
-        " LEFT JOIN parsed_messages p ON p.raw_id = h.raw_id"
-        " WHERE h.request_id = %s AND h.kind = 'incoming'"
-        " ORDER BY (h.automatic IS NULL) DESC, h.id DESC LIMIT 1", (request_id,)).fetchone()
-    candidates: list[dict[str, Any]] = []
-    if parent is not None:
-        candidates += list(parent["reply_to"] or [])
-        if parent["from_address"]:
-            candidates.append({"address": parent["from_address"], "name": parent["from_name"] or ""})
-    if request["address"]:
-        candidates.append({"address": request["address"], "name": request["name"] or ""})
-    if not candidates:
-        raise ReplyRefused(f"request {request_id} has no customer address to reply to")
-    to = candidates[0]
-    try:
-        validate_address(to["address"])
-    except ValueError as exc:
-        raise ReplyRefused(f"cannot reply to {to['address']!r}: {exc}") from None
-    row = conn.execute(
-        "INSERT INTO outgoing_mail (request_id, history_id, kind, to_address, to_name, agent_name,"
-        " body_text, state) VALUES (%s, %s, 'staff_reply', %s, %s, %s, %s, 'pending') RETURNING id",
-        (request_id, parent["id"] if parent else None, to["address"], to.get("name") or "",
-         agent, text),
-    ).fetchone()
-    assert row is not None
-    return int(row["id"])
-
-
-def announce(settings: Settings, topology: Topology, pairs: list[tuple[int, int]]) -> None:
-    """Publish reply.queued for (request_id, outgoing_id) pairs, confirmed by the broker."""
-    if not pairs:
-        return
-    with connect(settings) as conn:
-        topology.declare(conn)
-        Publisher(conn).publish_events(
-            topology.exchange, "reply",
-            [Event(REPLY_QUEUED, {"request_id": r, "outgoing_id": o}) for r, o in pairs])
 
 
 class Sweeper:

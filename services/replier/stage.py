@@ -37,7 +37,7 @@ from psycopg_pool import ConnectionPool
 
 from services.replier.compose import build_message, validate_address
 from services.replier.loops import auto_reply_refusal, parse_rate_windows, rate_limit_refusal
-from services.replier.smtp import Ambiguous, Refused, Sender, write_outbox
+from services.replier.outbox_folder import write_outbox
 from shared import metrics, smtp_settings, template_store, templates
 from shared.crypto import Keys, SecretError
 from shared.db import transaction
@@ -45,6 +45,7 @@ from shared.errors import Permanent, Transient
 from shared.events import REPLY_QUEUED, REQUEST_CREATED, Event
 from shared.log import bind
 from shared.mailboxes import own_addresses
+from shared.mailserver.smtp import Ambiguous, Refused, Sender
 from shared.msgid import make_message_id
 from shared.oauth2 import login as oauth_login
 from shared.parsed import ParsedMessage

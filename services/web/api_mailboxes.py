@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 
 from services.admin import mailboxes as mailbox_admin
-from services.fetcher.lease import KEEP_POLLS
 from services.web.context import Ctx, WebContext
 from services.web.schemas import (
     Folders,
@@ -19,6 +18,7 @@ from services.web.schemas import (
     TestResult,
 )
 from shared import smtp_settings
+from shared.mailboxes import KEEP_POLLS
 from shared.oauth2 import login as oauth_login
 
 router = APIRouter(prefix="/api/v1", tags=["mailboxes"])

@@ -1,4 +1,4 @@
-"""Serving the admin web with uvicorn, as a stage-like runnable (services.app.App.stage("web")).
+"""Serving the admin web with uvicorn, as a stage-like runnable (`deskmail web`, services/web/main.py).
 
 DESKMAIL_WEB_HOST (default 127.0.0.1: the admin manages mailbox credentials,
 so it is not exposed unless asked) and DESKMAIL_WEB_PORT (default 8000).
@@ -48,7 +48,7 @@ class WebServer:
         self._stopped = threading.Event()
 
     def run(self) -> None:
-        # In a thread uvicorn installs no signal handlers; App.run stops us.
+        # In a thread uvicorn installs no signal handlers; services.runner.run stops us.
         log.info("web serving", extra={"host": self.host, "port": self.port})
         try:
             self.server.run()

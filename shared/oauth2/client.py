@@ -18,7 +18,6 @@ never a token or a secret: they end up in logs and on the status page.
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import time
 import urllib.error
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+from shared import settings
 
 TIMEOUT = 20.0
 TEMPORARY_CODES = ("temporarily_unavailable", "server_error", "slow_down")
@@ -90,7 +91,7 @@ def post(url: str, form: dict[str, str], timeout: float = TIMEOUT) -> Tokens:
         "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json",
         "User-Agent": "deskmail"})
     where = _where(url)
-    context = _context(os.environ.get("DESKMAIL_CA_FILE")) if url.startswith("https:") else None
+    context = _context(settings.ca_file()) if url.startswith("https:") else None
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             status, raw = response.status, response.read()

@@ -42,7 +42,8 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import dict_row
 
-from services.app import STAGES, App
+from services.app import App
+from services.stages import STAGES
 from shared import mailboxes, smtp_settings
 from shared.db import transaction
 from shared.settings import Settings

@@ -21,9 +21,10 @@ import pytest
 from kombu import Connection
 
 from services.app import App
-from services.fetcher.poll import Poller, PollResult, open_remote
+from services.fetcher.poll import Poller, PollResult
 from shared import mailboxes
 from shared.db import transaction
+from shared.mailserver.connect import open_remote
 from shared.publisher import Publisher
 from tests.support import dovecot as dv
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pika
 
+from services import runner
 from services.app import App
 from shared import mailboxes
 from shared.db import transaction
@@ -89,7 +90,7 @@ class Stages:
     """Stages of an App run as threads of the test process (no signal handlers, no health port)."""
 
     def __init__(self, app: App, names: list[str]) -> None:
-        self.runnables = {n: app.stage(n) for n in names}
+        self.runnables = {n: runner.build(app, n) for n in names}
         self.threads = [threading.Thread(target=r.run, name=n, daemon=True) for n, r in self.runnables.items()]
 
     def __enter__(self) -> Stages:

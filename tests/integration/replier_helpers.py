@@ -14,12 +14,12 @@ from typing import Any
 
 from services.app import App
 from services.parser.stage import ParserHandler
-from services.replier.smtp import Sender
 from services.replier.stage import ReplierHandler
 from services.ticketer.stage import TicketerHandler
 from shared import mailboxes, smtp_settings
 from shared.db import transaction
 from shared.events import MAIL_RECEIVED, Event
+from shared.mailserver.smtp import Sender
 from tests.support.smtp import SmtpSink
 
 _n = itertools.count(1)

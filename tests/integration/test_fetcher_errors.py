@@ -13,12 +13,12 @@ import threading
 import pytest
 
 from services.fetcher.main import Fetcher
-from services.fetcher.remote import RemoteError
 from services.parser.stage import ParserHandler
 from services.ticketer.stage import TicketerHandler
 from shared import metrics
 from shared.db import transaction
 from shared.events import MAIL_RECEIVED, Event
+from shared.mailserver.remote import RemoteError
 from tests.conftest import stage_env
 from tests.integration.fetcher_helpers import (
     Harness,

@@ -14,8 +14,8 @@ import pytest
 from services.admin import mailboxes as mailbox_admin
 from services.admin.errors import NotFound
 from services.cli import main
-from services.fetcher.lease import KEEP_POLLS
 from shared.db import transaction
+from shared.mailboxes import KEEP_POLLS
 from tests.conftest import stage_env
 from tests.integration.fetcher_helpers import add_mailbox, commit_all, mail
 from tests.integration.oauth_helpers import FetcherSession

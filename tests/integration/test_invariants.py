@@ -18,12 +18,13 @@ import pika
 import pytest
 
 from services.app import App
-from services.fetcher.poll import Poller, open_remote
+from services.fetcher.poll import Poller
 from services.parser.stage import ParserHandler
 from services.ticketer.stage import TicketerHandler
 from shared import mailboxes
 from shared.db import transaction
 from shared.events import MAIL_PARSED, MAIL_RECEIVED, Event
+from shared.mailserver.connect import open_remote
 from shared.publisher import Publisher
 from shared.worker import Worker, connect
 from tests.conftest import AMQP_URL, stage_env

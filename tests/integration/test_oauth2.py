@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from services.replier.smtp import Sender, check
 from shared import smtp_settings
 from shared.db import transaction
+from shared.mailserver.smtp import Sender, check
 from shared.oauth2 import login as oauth_login
 from tests.conftest import stage_env
 from tests.integration.fetcher_helpers import commit_all, ledger, mail, wait_for

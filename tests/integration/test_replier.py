@@ -13,11 +13,11 @@ import email.policy
 import pytest
 from prometheus_client import REGISTRY
 
-from services.replier.outbox import queue_staff_reply
 from shared import template_store
 from shared.db import transaction
 from shared.errors import Transient, is_transient
 from shared.events import REPLY_QUEUED, Event
+from shared.staff_replies import queue_staff_reply
 from shared.templates import Template
 from tests.integration.replier_helpers import (
     add_mailbox,

@@ -13,9 +13,10 @@ import time
 import pytest
 
 from services.cli import main
-from services.replier.outbox import Sweeper, queue_staff_reply
+from services.replier.outbox import Sweeper
 from shared.db import transaction
 from shared.events import decode
+from shared.staff_replies import queue_staff_reply
 from tests.conftest import stage_env
 from tests.integration.replier_helpers import add_mailbox, ingest, mail, outgoing, replier
 

@@ -26,10 +26,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.app import STAGES, App
-from services.replier.outbox import announce, queue_staff_reply
+from services import runner
+from services.app import App
+from services.stages import STAGES
 from shared.db import transaction
 from shared.events import Event
+from shared.staff_replies import announce, queue_staff_reply
 from tests.conftest import ADMIN_URL, _url, stage_env
 from tests.integration.replier_helpers import (
     add_mailbox,
@@ -56,7 +58,7 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 @contextmanager
 def running(app: App, names: tuple[str, ...]) -> Iterator[None]:
-    stages = [app.stage(n) for n in names]
+    stages = [runner.build(app, n) for n in names]
     threads = [threading.Thread(target=s.run, daemon=True) for s in stages]
     for t in threads:
         t.start()

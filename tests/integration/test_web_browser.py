@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from services import runner
 from services.web.server import serve_in_thread
 from tests.integration.web_support import ADMIN, admin, chromium_page  # noqa: F401
 from tests.support import dovecot as dv
@@ -36,7 +37,7 @@ def running(app, admin, monkeypatch) -> Iterator[str]:
     """The four stages and the web, in threads of this process; yields the web's base URL."""
     dv.ensure_dovecot()
     monkeypatch.setenv("DESKMAIL_CA_FILE", str(dv.CA_FILE))  # the test Dovecot's certificate is trusted
-    stages = [app.stage(name) for name in STAGES]
+    stages = [runner.build(app, name) for name in STAGES]
     threads = [threading.Thread(target=s.run, name=n, daemon=True) for n, s in zip(STAGES, stages, strict=True)]
     for t in threads:
         t.start()

@@ -68,7 +68,7 @@ import pika
 import psycopg
 from psycopg.rows import dict_row
 
-from services.app import STAGES
+from services.stages import STAGES
 from shared import db
 from shared.settings import Settings
 from shared.topology import Topology

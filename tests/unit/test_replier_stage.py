@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from services.replier import smtp
 from services.replier.stage import _recipient, rate_windows
+from shared.mailserver import smtp
 from shared.settings import Settings
 from shared.smtp_settings import SmtpSettings, validate
 

@@ -14,21 +14,19 @@ NOOP before reuse; one used just now is trusted, and if the server closed it
 anyway the failure comes before DATA, so one fresh session is tried at once.
 
 `check` is `deskmail smtp test`: each step of a session with a plain verdict.
-Embedded mode without any SMTP settings writes mail to an outbox folder instead.
 """
 
 from __future__ import annotations
 
-import os
 import smtplib
 import socket
 import ssl
 import time
 from functools import cache
-from pathlib import Path
 
-from services.fetcher.tls import client_context
+from shared import settings
 from shared.errors import Permanent, Transient
+from shared.mailserver.tls import client_context
 from shared.smtp_settings import SmtpSettings
 
 TIMEOUT = 30.0
@@ -111,7 +109,7 @@ def _steps(s: SmtpSettings, timeout: float, report: list[tuple[str, bool, str]] 
 
     try:
         if s.security == "tls":
-            context = _tls_context(s.allow_self_signed, os.environ.get("DESKMAIL_CA_FILE"))
+            context = _tls_context(s.allow_self_signed, settings.ca_file())
             client: smtplib.SMTP = smtplib.SMTP_SSL(
                 s.host, s.effective_port, local_hostname=_local_hostname(), timeout=timeout,
                 context=context)
@@ -137,7 +135,7 @@ def _steps(s: SmtpSettings, timeout: float, report: list[tuple[str, bool, str]] 
                 raise _Problem("starttls", f"{s.host} does not offer STARTTLS; Deskmail never"
                                " falls back to plain text (use --security none only on a trusted"
                                " network)", True)
-            context = _tls_context(s.allow_self_signed, os.environ.get("DESKMAIL_CA_FILE"))
+            context = _tls_context(s.allow_self_signed, settings.ca_file())
             code, resp = client.starttls(context=context)
             client.ehlo()
             ok("starttls", "STARTTLS done, certificate "
@@ -312,13 +310,3 @@ class Sender:
 
 class _Lost(Exception):
     """The connection broke before DATA: nothing was sent."""
-
-
-def write_outbox(outbox: Path, message_id: str, data: bytes) -> Path:
-    """Embedded mode without SMTP: the mail lands as a file a newcomer can open."""
-    outbox.mkdir(parents=True, exist_ok=True)
-    path = outbox / f"{message_id.split('@')[0]}.eml"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path

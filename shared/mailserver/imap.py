@@ -5,8 +5,8 @@ UIDVALIDITY and UIDs
 A UID names a message in a folder only together with the folder's
 UIDVALIDITY. If the server changes UIDVALIDITY (folder recreated, server
 migrated), every UID is new: the poll then recognises already imported mail
-by its content hash instead of its UID (see store.py), so nothing is imported
-twice and nothing is lost.
+by its content hash instead of its UID (see services/fetcher/store.py), so
+nothing is imported twice and nothing is lost.
 
 Folder names are sent in IMAP's modified UTF-7 (imapclient's folder_encode),
 so "Eingang/Überfällig" or "支持" work as they are typed.
@@ -37,10 +37,10 @@ from contextlib import contextmanager
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from services.fetcher.remote import Fetched, RemoteError, connecting
-from services.fetcher.remote import server_text as _text
-from services.fetcher.tls import client_context
 from shared.mailboxes import Mailbox
+from shared.mailserver.remote import Fetched, RemoteError, connecting
+from shared.mailserver.remote import server_text as _text
+from shared.mailserver.tls import client_context
 from shared.oauth2 import login as oauth_login
 
 BATCH = 500  # UIDs per FETCH / MOVE command

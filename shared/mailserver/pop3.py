@@ -16,10 +16,10 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from services.fetcher.remote import Fetched, RemoteError, connecting
-from services.fetcher.remote import server_text as _text
-from services.fetcher.tls import client_context
 from shared.mailboxes import Mailbox
+from shared.mailserver.remote import Fetched, RemoteError, connecting
+from shared.mailserver.remote import server_text as _text
+from shared.mailserver.tls import client_context
 from shared.oauth2 import login as oauth_login
 
 TIMEOUT = 60.0

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from services.fetcher.poll import open_remote
-from services.fetcher.remote import RemoteError
 from shared.mailboxes import Mailbox
+from shared.mailserver.connect import open_remote
+from shared.mailserver.remote import RemoteError
 
 
 def check_mailbox(mailbox: Mailbox) -> Iterator[tuple[str, bool, str]]:

@@ -11,8 +11,8 @@ import mailbox as stdlib_mailbox
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.fetcher.remote import Fetched, RemoteError
 from shared.mailboxes import Mailbox
+from shared.mailserver.remote import Fetched, RemoteError
 
 
 class MaildirRemote:

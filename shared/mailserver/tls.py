@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import ssl
+
+from shared import settings
 
 
 def client_context(allow_self_signed: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=os.environ.get("DESKMAIL_CA_FILE") or None)
+    context = ssl.create_default_context(cafile=settings.ca_file())
     if allow_self_signed:
         # The administrator chose this for the mailbox (invariant 8); the
         # connection is still encrypted, only the certificate is not checked.
