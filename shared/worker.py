@@ -66,6 +66,11 @@ def connect(settings: Settings) -> Connection:
 
 
 class Worker:
+    # How long a receive waits for a first message before the loop goes round
+    # (heartbeat, queue depths). Tests that run a worker until its queue is
+    # empty shorten it (tests/support/stages.py).
+    receive_wait = 1.0
+
     def __init__(self, settings: Settings, topology: Topology, handler: Handler) -> None:
         self.settings = settings
         self.topology = topology
@@ -144,9 +149,9 @@ class Worker:
         self._batch.append(message)
 
     def _receive(self, conn: Connection) -> None:
-        """Wait up to a second for a message, then gather what else is ready."""
+        """Wait up to `receive_wait` for a message, then gather what else is ready."""
         try:
-            conn.drain_events(timeout=1.0)
+            conn.drain_events(timeout=self.receive_wait)
         except TimeoutError:
             conn.heartbeat_check()
             return

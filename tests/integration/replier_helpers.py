@@ -7,7 +7,6 @@ so the replier sees exactly what production gives it.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from email.utils import make_msgid
 from typing import Any
@@ -20,6 +19,7 @@ from shared import mailboxes, smtp_settings
 from shared.db import transaction
 from shared.events import MAIL_RECEIVED, Event
 from shared.mailserver.smtp import Sender
+from tests.support.mailstore import store_mail
 from tests.support.smtp import SmtpSink
 
 _n = itertools.count(1)
@@ -61,19 +61,8 @@ def mail(sender: str, to: str, subject: str = "Printer broken", *, headers: str 
 
 def ingest(app: App, mailbox_id: int, *raws: bytes) -> list[Event]:
     """Store raw mail like the fetcher, parse and ticket it; return the replier's events."""
-    events = []
-    with transaction(app.pool) as conn:
-        for raw in raws:
-            row = conn.execute(
-                "INSERT INTO raw_messages (mailbox_id, data, size, sha256) VALUES (%s, %s, %s, %s)"
-                " RETURNING id", (mailbox_id, raw, len(raw), hashlib.sha256(raw).hexdigest()),
-            ).fetchone()
-            conn.execute(
-                "INSERT INTO remote_messages (mailbox_id, folder, uidvalidity, remote_id, raw_id,"
-                " state) VALUES (%s, 'INBOX', 1, %s, %s, 'published')",
-                (mailbox_id, f"t{next(_n)}", row["id"]),
-            )
-            events.append(Event(MAIL_RECEIVED, {"raw_id": row["id"], "mailbox_id": mailbox_id}))
+    events = [Event(MAIL_RECEIVED, {"raw_id": store_mail(app.pool, mailbox_id, raw), "mailbox_id": mailbox_id})
+              for raw in raws]
     parsed = [e for _, e in ParserHandler(app.pool).handle(events)]
     return [e for _, e in TicketerHandler(app.pool, app.keys.message_id_key).handle(parsed)]
 

@@ -10,7 +10,6 @@ import json
 import mailbox as stdlib_mailbox
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from shared.mailserver.connect import open_remote
 from shared.publisher import Publisher
 from shared.worker import Worker, connect
 from tests.conftest import AMQP_URL, stage_env
+from tests.support.stages import run_until_empty
 
 pytestmark = pytest.mark.integration
 
@@ -202,14 +202,7 @@ def test_ticketer_killed_after_commit_before_ack_makes_nothing_twice(app, tmp_pa
     assert count(app, "SELECT count(*) AS n FROM remote_messages WHERE state = 'committed'") == 1
     # The unacked event is redelivered to a new ticketer: nothing new is made.
     worker = Worker(app.settings, app.topology, TicketerHandler(app.pool, app.keys.message_id_key))
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not queue_bodies(app.topology.queue_name("reply")):
-        assert time.monotonic() < deadline, "the redelivered event was not handled"
-        time.sleep(0.2)
-    worker.stop()
-    thread.join(10)
+    assert run_until_empty(worker) == 1  # the redelivered event
     assert count(app, "SELECT count(*) AS n FROM requests") == 1
     assert count(app, "SELECT count(*) AS n FROM history") == 1
     # The killed ticketer's own publish may still reach the broker once it
@@ -271,15 +264,9 @@ def test_transient_failures_are_retried_later_and_permanent_ones_dead_lettered(a
         app.topology.declare(conn)
         Publisher(conn).publish_events(app.topology.exchange, "parse",
                                        [Event(MAIL_RECEIVED, {"raw_id": i, "mailbox_id": 1}) for i in (1, 2)])
-    worker = Worker(app.settings, app.topology, Flaky())
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not queue_bodies(app.topology.queue_name("ticket")):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    worker.stop()
-    thread.join(10)
+    # Both taken, and raw 1 again each time it comes back from the retry queue.
+    assert run_until_empty(Worker(app.settings, app.topology, Flaky())) >= 3
+    assert [json.loads(b)["ids"]["raw_id"] for b, _ in queue_bodies(app.topology.queue_name("ticket"))] == [1]
     # More attempts than the in-process retries allow: it came back through the retry queue.
     assert calls[1] == 2 * app.settings.retry_attempts + 1
     [(body, props)] = queue_bodies(app.topology.queue_name("parse") + ".dead")

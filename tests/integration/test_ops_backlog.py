@@ -15,6 +15,7 @@ import pytest
 from services.admin import status as ops_status
 from shared.db import transaction
 from tests.integration.web_support import admin, api, browser_client, web_app  # noqa: F401
+from tests.support.mailstore import store_mail
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +55,8 @@ def _write_ledger(pool) -> None:
         request = conn.execute("INSERT INTO requests (mailbox_id, subject) VALUES (%s, 'help') RETURNING id",
                                (box,)).fetchone()["id"]
         for raw_id, (received, state, parsed, outcome) in MAIL.items():
-            conn.execute(f"INSERT INTO raw_messages (id, mailbox_id, data, size, sha256, received_at)"
-                         f" VALUES (%s, %s, 'x', 1, %s, {_ago(received)})", (raw_id, box, str(raw_id)))
-            conn.execute("INSERT INTO remote_messages (mailbox_id, folder, uidvalidity, remote_id, raw_id, state)"
-                         " VALUES (%s, 'INBOX', 1, %s, %s, %s)", (box, str(raw_id), raw_id, state))
+            store_mail(conn, box, f"Subject: mail {raw_id}\r\n\r\nx".encode(), raw_id=raw_id, state=state,
+                       received_ago=received)
             if parsed is not None:
                 conn.execute(f"INSERT INTO parsed_messages (raw_id, parsed, created_at)"
                              f" VALUES (%s, '{{}}', {_ago(parsed)})", (raw_id,))

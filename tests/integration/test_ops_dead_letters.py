@@ -9,7 +9,6 @@ in its own process; pika checks what is really on the broker.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from shared.publisher import Publisher
 from shared.worker import connect
 from tests.conftest import stage_env
 from tests.integration.ops_helpers import Stages, add_mailbox, broker_messages, scalar, wait_for
+from tests.support.mailstore import store_mail
 
 pytestmark = pytest.mark.integration
 
@@ -70,9 +70,7 @@ def test_a_dead_letter_is_listed_shown_replayed_and_becomes_a_request(app, setti
         assert f"raw message {POISON_RAW_ID} is not in the database" in shown.stdout
 
         # The operator removes the cause: the raw message is restored.
-        with transaction(app.pool) as conn:
-            conn.execute("INSERT INTO raw_messages (id, mailbox_id, data, size, sha256) VALUES (%s, %s, %s, %s, %s)",
-                         (POISON_RAW_ID, mailbox_id, MAIL, len(MAIL), hashlib.sha256(MAIL).hexdigest()))
+        store_mail(app.pool, mailbox_id, MAIL, raw_id=POISON_RAW_ID)
         shown = deskmail(settings, "dead-letters", "show", poison["id"])
         assert "from: Jürgen Müller <juergen@example.com>" in shown.stdout
         assert "subject: Printer on fire" in shown.stdout

@@ -17,6 +17,7 @@ import sys
 
 import pytest
 
+from services import runner
 from services.admin import dead_letters as dead_letter_admin
 from services.admin import status as ops_status
 from shared.db import transaction
@@ -24,8 +25,10 @@ from shared.events import MAIL_PARSED, REPLY_QUEUED, REQUEST_CREATED, Event
 from shared.publisher import Publisher
 from shared.worker import connect
 from tests.conftest import stage_env
-from tests.integration.ops_helpers import Stages, add_mailbox, broker_messages, wait_for
+from tests.integration.ops_helpers import add_mailbox, broker_messages
 from tests.integration.web_support import admin, api, browser_client, web_app  # noqa: F401
+from tests.support.mailstore import store_mail
+from tests.support.stages import run_until_empty
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +41,7 @@ def deskmail(settings, *args: str) -> subprocess.CompletedProcess:
 
 def _store(app, mailbox_id: int, raw_id: int, age: int) -> None:
     """Mail stored and announced `age` seconds ago, not parsed: waiting for the parser by the ledger."""
-    with transaction(app.pool) as conn:
-        conn.execute("INSERT INTO raw_messages (id, mailbox_id, data, size, sha256, received_at)"
-                     " VALUES (%s, %s, 'x', 1, %s, now() - make_interval(secs => %s))",
-                     (raw_id, mailbox_id, str(raw_id), age))
-        conn.execute("INSERT INTO remote_messages (mailbox_id, folder, uidvalidity, remote_id, raw_id, state)"
-                     " VALUES (%s, 'INBOX', 1, %s, %s, 'published')", (mailbox_id, str(raw_id), raw_id))
+    store_mail(app.pool, mailbox_id, f"Subject: mail {raw_id}\r\n\r\nx".encode(), raw_id=raw_id, received_ago=age)
 
 
 def _parse_backlog(app) -> tuple[int, float | None]:
@@ -63,12 +61,12 @@ def test_a_discard_is_recorded_needs_a_reason_and_leaves_the_backlog(app, settin
     for raw_id, age in ((101, 2 * HOUR), (102, 2 * HOUR), (103, 30 * 60)):
         _store(app, mailbox_id, raw_id, age)
     dead_queue = f"{app.topology.queue_name('ticket')}.dead"
-    with Stages(app, ["ticketer"]):
-        with connect(app.settings) as conn:
-            app.topology.declare(conn)
-            Publisher(conn).publish_events(app.topology.exchange, "ticket", [
-                Event(MAIL_PARSED, {"raw_id": r, "mailbox_id": mailbox_id}) for r in (101, 102)])
-        wait_for(lambda: len(broker_messages(dead_queue)) == 2, 20, "two dead letters")
+    with connect(app.settings) as conn:
+        app.topology.declare(conn)
+        Publisher(conn).publish_events(app.topology.exchange, "ticket", [
+            Event(MAIL_PARSED, {"raw_id": r, "mailbox_id": mailbox_id}) for r in (101, 102)])
+    assert run_until_empty(runner.build(app, "ticketer")) == 2
+    assert len(broker_messages(dead_queue)) == 2
     listed = deskmail(settings, "dead-letters", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     letters = {x["event"]["ids"]["raw_id"]: x["id"] for x in json.loads(listed.stdout)}

@@ -8,7 +8,6 @@ chunks of CHUNK_BYTES; both must hand the parser exactly the stored bytes.
 from __future__ import annotations
 
 import base64
-import hashlib
 import random
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from services.parser import stage as parser_stage
 from services.parser.stage import ParserHandler
 from shared.events import MAIL_RECEIVED, Event
+from tests.support.mailstore import store_mail
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +40,7 @@ def test_big_mail_and_chunked_batch_are_parsed_from_the_exact_bytes(app, monkeyp
         mailbox_id = conn.execute(
             "INSERT INTO mailboxes (from_name, address, host, username, account_type)"
             " VALUES ('Support', 'support@example.test', 'localhost', 'u', 'imap') RETURNING id").fetchone()["id"]
-        raw_ids = []
-        for n, data in enumerate(attachments):
-            raw = attachment_mail(n, data)
-            raw_ids.append(conn.execute(
-                "INSERT INTO raw_messages (mailbox_id, data, size, sha256) VALUES (%s, %s, %s, %s) RETURNING id",
-                (mailbox_id, raw, len(raw), hashlib.sha256(raw).hexdigest())).fetchone()["id"])
+        raw_ids = [store_mail(conn, mailbox_id, attachment_mail(n, data)) for n, data in enumerate(attachments)]
         conn.commit()
     outputs = ParserHandler(app.pool).handle(
         [Event(MAIL_RECEIVED, {"raw_id": r, "mailbox_id": mailbox_id}) for r in raw_ids])

@@ -8,8 +8,6 @@ fetcher. No tests live here.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 from typing import Any
 
 import psycopg
@@ -18,9 +16,9 @@ from psycopg.types.json import Jsonb
 from services.parser.mime import parse_message
 from shared.events import MAIL_PARSED, Event
 from shared.parsed import ParsedMessage
+from tests.support.mailstore import store_mail
 
 SUPPORT = "support@acme.test"
-_counter = itertools.count(1)
 
 
 def make_mailbox(conn: psycopg.Connection, address: str = SUPPORT, category: str = "Support") -> dict:
@@ -61,16 +59,7 @@ def store(conn: psycopg.Connection, mailbox_id: int, raw: bytes,
           parsed: ParsedMessage | None = None) -> int:
     """Insert a mail as the fetcher and parser would; return its raw id (committed)."""
     parsed = parsed if parsed is not None else parse_message(raw, own_addresses=frozenset({SUPPORT}))
-    row = conn.execute(
-        "INSERT INTO raw_messages (mailbox_id, data, size, sha256) VALUES (%s, %s, %s, %s) RETURNING id",
-        (mailbox_id, raw, len(raw), hashlib.sha256(raw).hexdigest()),
-    ).fetchone()
-    raw_id = int(row["id"])
-    conn.execute(
-        "INSERT INTO remote_messages (mailbox_id, folder, uidvalidity, remote_id, raw_id, state)"
-        " VALUES (%s, 'INBOX', 1, %s, %s, 'published')",
-        (mailbox_id, str(next(_counter)) + f"-{raw_id}", raw_id),
-    )
+    raw_id = store_mail(conn, mailbox_id, raw)
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO blobs (sha256, size, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",

@@ -7,6 +7,7 @@ import pytest
 
 from shared.db import transaction
 from tests.integration.web_support import admin, api, web_app  # noqa: F401
+from tests.support.mailstore import store_mail
 
 pytestmark = pytest.mark.integration
 
@@ -96,12 +97,11 @@ def _seed_requests(app, n: int) -> int:
         box = conn.execute("INSERT INTO mailboxes (from_name, address, host, username, account_type)"
                            " VALUES ('S', 's@x.test', 'h', 'u', 'imap') RETURNING id").fetchone()["id"]
         for i in range(n):
-            raw = conn.execute("INSERT INTO raw_messages (mailbox_id, data, size, sha256) VALUES (%s, %s, 10, %s)"
-                               " RETURNING id", (box, f"Subject: mail {i}\r\n\r\nbody".encode(), str(i))).fetchone()
+            raw_id = store_mail(conn, box, f"Subject: mail {i}\r\n\r\nbody".encode())
             req = conn.execute("INSERT INTO requests (mailbox_id, subject, unparsed) VALUES (%s, %s, %s)"
                                " RETURNING id", (box, f"mail {i}", i % 2 == 0)).fetchone()
             conn.execute("INSERT INTO history (request_id, kind, raw_id, body_text) VALUES (%s, 'incoming', %s, 'x')",
-                         (req["id"], raw["id"]))
+                         (req["id"], raw_id))
     return box
 
 

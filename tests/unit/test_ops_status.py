@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -21,6 +20,7 @@ from shared.publisher import Publisher
 from shared.settings import Settings
 from shared.topology import Topology
 from shared.worker import Worker
+from tests.support.stages import run_until_empty
 
 
 def problem(**kw) -> str | None:
@@ -94,13 +94,7 @@ def test_worker_log_lines_carry_the_event_ids():
     with Connection("memory://") as conn:
         topology.declare(conn)
         Publisher(conn).publish_events(topology.exchange, "parse", [Event(MAIL_RECEIVED, {"raw_id": 5, "mailbox_id": 2})])
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 5
-        while '"dead-lettered"' not in stream.getvalue() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        worker.stop()
-        thread.join(5)
+        assert run_until_empty(worker, timeout=20) == 1
     logging.getLogger().handlers.clear()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     for event in ("handling", "dead-lettered"):

@@ -1,6 +1,5 @@
 """The worker base on kombu's memory:// transport: ack, retry and dead-letter decisions."""
 
-import threading
 import time
 import uuid
 
@@ -13,6 +12,7 @@ from shared.publisher import Publisher
 from shared.settings import Settings
 from shared.topology import Topology
 from shared.worker import Worker
+from tests.support.stages import run_until_empty
 
 
 class Handler:
@@ -61,16 +61,13 @@ def env():
     return settings, topology
 
 
-def run_worker(settings, topology, handler, events, seconds=1.5):
+def run_worker(settings, topology, handler, events, taken):
+    """Publish `events`, run the worker until its queue is empty; it took `taken` messages (retries count)."""
     worker = Worker(settings, topology, handler)
     with Connection("memory://") as conn:
         topology.declare(conn)
         Publisher(conn).publish_events(topology.exchange, "parse", events)
-        t = threading.Thread(target=worker.run, daemon=True)
-        t.start()
-        time.sleep(seconds)
-        worker.stop()
-        t.join(5)
+        assert run_until_empty(worker, timeout=20) == taken
         return conn
 
 
@@ -78,7 +75,7 @@ def test_success_publishes_downstream_and_acks(env):
     settings, topology = env
     handler = Handler()
     events = [Event(MAIL_RECEIVED, {"raw_id": i, "mailbox_id": 1}) for i in range(5)]
-    conn = run_worker(settings, topology, handler, events)
+    conn = run_worker(settings, topology, handler, events, taken=5)
     out = drain(conn, topology.queue("ticket"))
     assert sorted(__import__("json").loads(b)["ids"]["raw_id"] for b, _ in out) == [0, 1, 2, 3, 4]
     assert drain(conn, topology.queue("parse")) == []
@@ -88,7 +85,7 @@ def test_poison_message_is_isolated_and_dead_lettered_with_reason(env):
     settings, topology = env
     handler = Handler(fail={2: Permanent("cannot parse raw 2")})
     events = [Event(MAIL_RECEIVED, {"raw_id": i, "mailbox_id": 1}) for i in range(4)]
-    conn = run_worker(settings, topology, handler, events)
+    conn = run_worker(settings, topology, handler, events, taken=4)
     ok = drain(conn, topology.queue("ticket"))
     assert len(ok) == 3
     dead = drain(conn, topology.dead_queue("parse"))
@@ -100,10 +97,12 @@ def test_poison_message_is_isolated_and_dead_lettered_with_reason(env):
 def test_transient_error_is_retried_then_succeeds(env):
     settings, topology = env
     handler = Handler(fail={1: [Transient("db down"), Transient("db down"), Transient("db down")]})
-    conn = run_worker(settings, topology, handler, [Event(MAIL_RECEIVED, {"raw_id": 1, "mailbox_id": 1})], 3)
+    # Two in-process attempts fail; the retry queue brings it back (taken twice); the third attempt fails
+    # and the fourth succeeds. A redelivery limit of 1 leaves nothing for a third trip.
+    conn = run_worker(settings, topology, handler, [Event(MAIL_RECEIVED, {"raw_id": 1, "mailbox_id": 1})], taken=2)
     assert len(drain(conn, topology.queue("ticket"))) == 1
     assert drain(conn, topology.dead_queue("parse")) == []
-    assert handler.calls.count(1) >= 3
+    assert handler.calls == [1, 1, 1, 1]
 
 
 def test_undecodable_message_is_dead_lettered_not_dropped(env):
@@ -112,11 +111,22 @@ def test_undecodable_message_is_dead_lettered_not_dropped(env):
     with Connection("memory://") as conn:
         topology.declare(conn)
         Publisher(conn).publish([(topology.exchange, "parse", b"\x80\x04pickle!", {})])
-        t = threading.Thread(target=worker.run, daemon=True)
-        t.start()
-        time.sleep(1.2)
-        worker.stop()
-        t.join(5)
+        assert run_until_empty(worker, timeout=20) == 1
         dead = drain(conn, topology.dead_queue("parse"))
     assert len(dead) == 1
     assert "undecodable" in dead[0][1]["x-deskmail-error"]
+
+
+def test_run_until_empty_waits_for_the_queue_not_the_clock(env):
+    """The helper the tests rely on: it returns only once the queue is empty, and says so when it is not."""
+    settings, topology = env
+    forever = Handler(fail={1: Transient("down for good")})
+    worker = Worker(Settings(queue_prefix=settings.queue_prefix, retry_attempts=1, redeliveries=10**6),
+                    topology, forever)
+    with Connection("memory://") as conn:
+        topology.declare(conn)
+        Publisher(conn).publish_events(topology.exchange, "parse", [Event(MAIL_RECEIVED, {"raw_id": 1, "mailbox_id": 1})])
+        with pytest.raises(AssertionError, match="parse queue was not empty after 1 s"):
+            run_until_empty(worker, timeout=1)
+        assert len(forever.calls) > 3  # it kept taking the message back, it did not sit idle
+        assert run_until_empty(Worker(settings, topology, Handler()), timeout=10) == 1  # and then it drains
