@@ -11,6 +11,8 @@ with the time the pipeline took to make progress again.
     sigkill     a random stage SIGKILLed every ~1.5 s, each at least `kills` times, restarted each time
     rabbitmq    `rabbitmqctl stop_app` for a few seconds in the middle of the run
     postgresql  `pg_ctlcluster ... restart` in the middle of the run
+                (both only once work is in flight: the ticketer is paused until its queue holds
+                `min_in_flight` messages, which are still unhandled when the fault begins)
     network     IMAP cut mid-FETCH, all IMAP connections reset, IMAP cut mid-MOVE (after the
                 server took it), SMTP refused for a few seconds, SMTP cut after the end of DATA
     poison      one mail the ticketer fails on every time (its customer's row is locked by a
@@ -61,6 +63,7 @@ from tests.support.pipeline import (
     check_pipeline,
     dead_letters,
     queue_counts,
+    ready_now,
     stage_env,
     wait_until,
 )
@@ -192,10 +195,39 @@ class Pipeline:
 
     # -- helpers for scenarios --------------------------------------------------
 
-    def fault(self, kind: str, target: str, started: float, counter: str | None = None) -> Fault:
-        fault = Fault(kind, target, started, time.monotonic(), counter)
+    def fault(self, kind: str, target: str, started: float, counter: str | None = None,
+              in_flight: int | None = None) -> Fault:
+        fault = Fault(kind, target, started, time.monotonic(), counter, in_flight=in_flight)
         self.faults.append(fault)
         return fault
+
+    def hold_work(self, at_least: int, timeout: float = 60.0) -> int:
+        """Pause the ticketer until its queue holds `at_least` messages; return how many it holds.
+
+        The ticketer is the only consumer of its queue, so while it is paused
+        nothing leaves that queue: every message counted here is still on the
+        broker, unhandled, when the caller's fault begins. Work in flight by
+        construction, not by timing. The caller resumes the ticketer
+        (`self.stages.resume("ticketer")`); on a failure here it is resumed.
+        """
+        queue = f"{self.settings.queue_prefix}.ticket"
+        held = 0
+
+        def enough() -> bool:
+            nonlocal held
+            # Ready messages only, counted live after the pause: a lower bound of what
+            # waits (the paused ticketer may also hold a prefetched batch, unacked).
+            held = ready_now(queue)
+            return held >= at_least
+
+        self.stages.pause("ticketer")
+        try:
+            wait_until(enough, timeout, f"{at_least} messages waiting in {queue} for the paused ticketer",
+                       interval=0.3)
+        except BaseException:
+            self.stages.resume("ticketer")
+            raise
+        return held
 
     def sql(self, query: str, *params: object) -> list[dict]:
         with psycopg.connect(self.app.database_url, row_factory=dict_row, connect_timeout=3) as conn:
@@ -264,6 +296,11 @@ def _mails(n: int, seed: int) -> list[bytes]:
     return list(mailgen.generate(n, seed))
 
 
+def min_in_flight(mails: int) -> int:
+    """How many messages an outage scenario holds on the broker when its fault begins."""
+    return max(1, min(20, mails // 5))
+
+
 def _feeder(pipeline: Pipeline, mails: list[bytes], over: float) -> Feeder:
     """Feed `mails` evenly over about `over` seconds, in waves every 0.5 s."""
     waves = max(1, int(over / 0.5))
@@ -311,15 +348,21 @@ def rabbitmq(settings: Settings, work_dir: Path, size: Size, seed: int = 2, outa
     started = time.monotonic()
     with Pipeline(settings, work_dir) as p:
         feeder = _feeder(p, mails, over=12)
-        time.sleep(4)
-        t = time.monotonic()
         try:
-            _rabbitmqctl("stop_app")
-            time.sleep(outage)
+            held = p.hold_work(min_in_flight(len(mails)))
+            t = time.monotonic()
+            try:
+                _rabbitmqctl("stop_app")
+                # The ticketer wakes with the batch it had taken (unacked) and a dead connection:
+                # what it commits now it cannot ack, and the restarted broker redelivers it.
+                p.stages.resume("ticketer")
+                time.sleep(outage)
+            finally:
+                _rabbitmqctl("start_app")  # always: other tests share this broker
+                _rabbitmqctl("await_startup")
         finally:
-            _rabbitmqctl("start_app")  # always: other tests share this broker
-            _rabbitmqctl("await_startup")
-        p.fault("rabbitmq", "broker", t)
+            p.stages.resume("ticketer")
+        p.fault("rabbitmq", "broker", t, in_flight=held)
         feeder.join()
         p.wait_settled(len(mails), timeout=150)
         return p.result("rabbitmq", p.check(mails), started)
@@ -338,15 +381,19 @@ def postgresql(settings: Settings, work_dir: Path, size: Size, seed: int = 3) ->
     started = time.monotonic()
     with Pipeline(settings, work_dir) as p:
         feeder = _feeder(p, mails, over=10)
-        time.sleep(4)
-        t = time.monotonic()
         try:
-            restart_postgresql()
+            held = p.hold_work(min_in_flight(len(mails)))
+            t = time.monotonic()
+            try:
+                restart_postgresql()
+            finally:
+                # `restart` either finished or failed; make sure the server is up for everyone else.
+                wait_until(lambda: psycopg.connect(p.app.database_url, connect_timeout=2).close() is None, 60,
+                           "PostgreSQL to accept connections again")
         finally:
-            # `restart` either finished or failed; make sure the server is up for everyone else.
-            wait_until(lambda: psycopg.connect(p.app.database_url, connect_timeout=2).close() is None, 60,
-                       "PostgreSQL to accept connections again")
-        p.fault("postgresql", "database", t)
+            # It wakes with the messages it held and database connections the restart closed.
+            p.stages.resume("ticketer")
+        p.fault("postgresql", "database", t, in_flight=held)
         feeder.join()
         p.wait_settled(len(mails), timeout=150)
         return p.result("postgresql", p.check(mails), started)
@@ -622,8 +669,9 @@ def describe(result: Result) -> str:
     lines = [f"{result.scenario}: {result.seconds:.1f} s; {result.verdict.summary()}"]
     for fault in result.faults:
         rec = "n/a (no work pending)" if fault.recovery is None else f"{fault.recovery:.2f} s"
+        held = "" if fault.in_flight is None else f", {fault.in_flight} message(s) in flight when it began"
         lines.append(f"  fault {fault.kind:<22} {fault.target:<14} lasted {fault.cleared - fault.started:5.2f} s,"
-                     f" progress again after {rec}")
+                     f" progress again after {rec}{held}")
     lines += [f"  note: {n}" for n in result.notes]
     lines += [f"  PROBLEM: {x}" for x in result.problems]
     return "\n".join(lines)

@@ -222,6 +222,13 @@ class Stages:
         self.kill(name)
         self.start(name)
 
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the stage holds what it has and takes nothing more until `resume`."""
+        self._procs[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self._procs[name].send_signal(signal.SIGCONT)
+
     def crashed(self) -> dict[str, int]:
         """Stages that exited by themselves (not killed by us), with their exit codes."""
         return {n: p.returncode for n, p in self._procs.items() if p.poll() is not None and p.returncode != -9}
@@ -230,6 +237,7 @@ class Stages:
         """SIGTERM to every running stage; their exit codes (a stage already gone: its last code)."""
         for proc in self._procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused stage would not see the SIGTERM
                 proc.send_signal(signal.SIGTERM)
         codes = {}
         for name, proc in self._procs.items():
@@ -516,6 +524,7 @@ class Fault:
     cleared: float  # when the fault was over (restarted, restored, reachable again)
     counter: str | None = None  # the Progress counter that shows recovery; None: any
     recovery: float | None = None  # seconds from cleared to the next progress; None: no work came
+    in_flight: int | None = None  # messages known to be on a queue, unhandled, when it began (None: not counted)
 
 
 class Progress(threading.Thread):
@@ -642,6 +651,19 @@ def queue_counts(queue_prefix: str) -> dict[str, tuple[int, int]]:
         if len(parts) == 3 and parts[0].startswith(queue_prefix + "."):
             counts[parts[0]] = (int(parts[1]), int(parts[2]))
     return counts
+
+
+def ready_now(queue: str) -> int:
+    """Messages ready on `queue` at this moment, as its leader answers a passive declare.
+
+    Unlike `queue_counts` (rabbitmqctl's statistics, which can be seconds
+    old), this is the queue's own count when asked.
+    """
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
 
 
 @dataclass
