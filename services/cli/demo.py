@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 
 from services import runner
+from services.admin import mailboxes, operations
+from services.admin import requests as request_admin
 from services.app import App
-from services.cli.requests import list_requests
 from services.stages import STAGES
-from shared import mailboxes
 from shared.db import transaction
 
 DEMO_ADDRESS = "support@acme.example"
@@ -41,28 +41,20 @@ def _prepare_maildir(root: Path, source: Path | None) -> Path:
 
 def _ensure_mailbox(app: App, maildir: Path) -> int:
     with transaction(app.pool) as conn:
-        row = conn.execute("SELECT id FROM mailboxes WHERE lower(address) = %s AND removed_at IS NULL",
-                           (DEMO_ADDRESS,)).fetchone()
-        if row is not None:
-            return int(row["id"])
-        category = conn.execute(
-            "INSERT INTO categories (name) VALUES ('Support') ON CONFLICT (name) DO UPDATE SET name = 'Support'"
-            " RETURNING id").fetchone()
-        return mailboxes.create(conn, app.keys, {
+        found = mailboxes.find_by_address(conn, DEMO_ADDRESS)
+        if found is not None:
+            return int(found["id"])
+        return mailboxes.save(conn, app.keys, {
             "from_name": "ACME Support", "address": DEMO_ADDRESS, "account_type": "maildir",
             "host": str(maildir), "username": "demo", "security": "none", "archive": True,
-            "auto_reply": True, "category_id": category["id"], "poll_interval": 1,
-        }, password=None)
+            "auto_reply": True, "category_id": "Support", "poll_interval": 1,
+        })
 
 
 def _pending(app: App, mailbox_id: int, maildir: Path) -> int:
     waiting = len(list((maildir / "new").iterdir())) + len(list((maildir / "cur").iterdir()))
     with app.pool.connection() as conn:
-        row = conn.execute(
-            "SELECT (SELECT count(*) FROM remote_messages WHERE mailbox_id = %(m)s AND state <> 'archived')"
-            " + (SELECT count(*) FROM outgoing_mail WHERE state IN ('pending', 'sending')) AS n",
-            {"m": mailbox_id}).fetchone()
-    return waiting + int(row["n"])
+        return waiting + operations.unfinished(conn, mailbox_id)
 
 
 def run_demo(app: App, source: Path | None, timeout: float) -> int:
@@ -83,11 +75,11 @@ def run_demo(app: App, source: Path | None, timeout: float) -> int:
             t.join(timeout=10)
     left = _pending(app, mailbox_id, maildir)
     with app.pool.connection() as conn:
-        rows = list_requests(conn, mailbox=mailbox_id, limit=20)
-        sent = conn.execute("SELECT count(*) AS n FROM outgoing_mail WHERE state = 'sent'").fetchone()["n"]
-        skipped = conn.execute("SELECT to_address, reason FROM outgoing_mail WHERE state = 'skipped'").fetchall()
+        rows = request_admin.page(conn, request_admin.parse_filters({"mailbox_id": mailbox_id, "limit": 20}))
+        outgoing = operations.outgoing_summary(conn)
+    sent, skipped = outgoing["sent"], outgoing["skipped"]
     print(f"\nrequests in {DEMO_ADDRESS} (newest first):")
-    for r in rows:
+    for r in rows["items"]:
         print(f"  #{r['id']:<4} {r['entries']} mail  {r['customer'] or '-':24} {r['subject']}")
     outbox = app.settings.outbox_dir or app.settings.data_dir / "outbox"
     print(f"\nauto-replies sent: {sent} (written to {outbox})")

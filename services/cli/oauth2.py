@@ -6,6 +6,9 @@
                                         back the address the browser lands on
     deskmail mailbox edit 3 --oauth-flow refresh_token --refresh-token-stdin < token.txt
 
+The options are the admin layer's OAuth2 fields (shared/oauth2/owners.py
+names: auth_method, oauth_provider, ...), saved with the mailbox or SMTP
+settings in one go, so a wrong value gets the same message as in the API.
 Secrets (client secret, refresh token) come from standard input or the
 environment, never from options (they would show in `ps` and shell history),
 and are never printed. With both on standard input, the client secret is the
@@ -19,10 +22,9 @@ import os
 import sys
 from typing import Any
 
+from services.admin import oauth_connect
 from services.app import App
-from shared.crypto import Keys
 from shared.db import transaction
-from shared.oauth2 import authorize, grants, owners
 from shared.oauth2.providers import FLOWS, MECHANISMS, PROVIDERS
 
 SECRET_ENV = "DESKMAIL_OAUTH_CLIENT_SECRET"
@@ -31,16 +33,16 @@ REDIRECT_ENV = "DESKMAIL_OAUTH_REDIRECT_URI"
 DEFAULT_REDIRECT = "http://localhost/oauth2/callback"
 
 OPTIONS = {
-    # option: (grant setting, choices, help)
-    "oauth-provider": ("provider", PROVIDERS, "microsoft, google or generic (endpoints and scopes filled in)"),
-    "oauth-flow": ("flow", FLOWS, "how the mailbox gets tokens: authorization_code (Connect, default),"
+    # option: (field, choices, help)
+    "oauth-provider": ("oauth_provider", PROVIDERS, "microsoft, google or generic (endpoints and scopes filled in)"),
+    "oauth-flow": ("oauth_flow", FLOWS, "how the mailbox gets tokens: authorization_code (Connect, default),"
                    " client_credentials (Microsoft app-only) or refresh_token (pasted)"),
-    "oauth-tenant": ("tenant", None, "Microsoft directory (tenant) id or domain"),
-    "oauth-client-id": ("client_id", None, "the application (client) id"),
-    "oauth-token-url": ("token_url", None, "token endpoint (generic; overrides a preset)"),
-    "oauth-authorize-url": ("authorize_url", None, "authorization endpoint (generic; overrides a preset)"),
-    "oauth-scopes": ("scopes", None, "space-separated scopes (default: the provider's mail scopes)"),
-    "oauth-mechanism": ("mechanism", MECHANISMS, "auto (default: what the server offers), xoauth2 or oauthbearer"),
+    "oauth-tenant": ("oauth_tenant", None, "Microsoft directory (tenant) id or domain"),
+    "oauth-client-id": ("oauth_client_id", None, "the application (client) id"),
+    "oauth-token-url": ("oauth_token_url", None, "token endpoint (generic; overrides a preset)"),
+    "oauth-authorize-url": ("oauth_authorize_url", None, "authorization endpoint (generic; overrides a preset)"),
+    "oauth-scopes": ("oauth_scopes", None, "space-separated scopes (default: the provider's mail scopes)"),
+    "oauth-mechanism": ("oauth_mechanism", MECHANISMS, "auto (default: what the server offers), xoauth2 or oauthbearer"),
 }
 
 
@@ -65,16 +67,34 @@ def read_secrets(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return secret or None, refresh or None
 
 
-def apply(conn: Any, keys: Keys, args: argparse.Namespace, table: str, owner_id: int,
-          secrets: tuple[str | None, str | None]) -> str | None:
-    """Save the OAuth2 options given for a mailbox or SMTP setting; a note for the administrator, or None.
-
-    The checks and the messages are shared.oauth2.owners', as in the admin web and the API.
-    """
-    values = {setting: getattr(args, opt.replace("-", "_")) for opt, (setting, _, _) in OPTIONS.items()}
+def values_of(args: argparse.Namespace, secrets: tuple[str | None, str | None]) -> dict[str, Any]:
+    """The OAuth2 fields given, as the admin layer names them."""
+    values: dict[str, Any] = {field: getattr(args, opt.replace("-", "_")) for opt, (field, _, _) in OPTIONS.items()}
+    values = {k: v for k, v in values.items() if v is not None}
+    if args.auth is not None:
+        values["auth_method"] = args.auth
     secret, refresh = secrets
-    given = owners.Given(args.auth, {k: v for k, v in values.items() if v is not None}, secret, refresh)
-    return owners.apply(conn, keys, table, owner_id, given)
+    if secret is not None:
+        values["oauth_client_secret"] = secret
+    if refresh is not None:
+        values["oauth_refresh_token"] = refresh
+    return values
+
+
+def note(shown: dict[str, Any], table: str, secrets: tuple[str | None, str | None]) -> str | None:
+    """What the administrator should know about the sign-in just saved, from the saved view; or None."""
+    if shown.get("auth_method") != "oauth2":
+        return None
+    if secrets[1] and shown.get("oauth_connected"):
+        return "refresh token stored; the next poll signs in with it"
+    if shown.get("oauth_flow") == "client_credentials":
+        return "client credentials: the first poll obtains a token"
+    if not shown.get("oauth_connected"):
+        if table == "mailboxes":
+            return (f"not connected yet: run 'deskmail mailbox connect {shown['id']}'"
+                    " (or Connect in the admin web)")
+        return "not connected yet: paste a refresh token (--refresh-token-stdin)"
+    return None
 
 
 # ---- deskmail mailbox connect ------------------------------------------------------
@@ -92,19 +112,8 @@ def register_connect(msub: argparse._SubParsersAction) -> None:
 def cmd_connect(args: argparse.Namespace) -> int:
     app = App.from_env()
     redirect_uri = args.redirect_uri or os.environ.get(REDIRECT_ENV) or DEFAULT_REDIRECT
-    try:
-        with transaction(app.pool) as conn:
-            row = conn.execute("SELECT * FROM mailboxes WHERE id = %s AND removed_at IS NULL",
-                               (args.id,)).fetchone()
-            if row is None:
-                raise authorize.AuthorizationError(f"no mailbox {args.id}")
-            if row["auth_method"] != "oauth2" or row["oauth_grant_id"] is None:
-                raise authorize.AuthorizationError(f"mailbox {args.id} signs in with a password;"
-                                                   f" set it up first: deskmail mailbox edit {args.id} --auth oauth2 ...")
-            url = authorize.start(conn, app.keys, row["oauth_grant_id"], redirect_uri, row["username"])
-    except authorize.AuthorizationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with transaction(app.pool) as conn:
+        url = oauth_connect.start(conn, app.keys, args.id, redirect_uri)
     print("Open this address in a browser and sign in as the mailbox's user:\n")
     print(url + "\n")
     if args.no_wait:
@@ -113,18 +122,6 @@ def cmd_connect(args: argparse.Namespace) -> int:
     print(f"The provider then sends the browser to {redirect_uri}?code=...; the page may not load.",
           file=sys.stderr)
     print("Paste that whole address here and press Enter:", file=sys.stderr)
-    pasted = sys.stdin.readline()
-    answer = authorize.parse_redirect(pasted)
-    try:
-        authorize.finish(app.pool, app.keys, answer.get("state"), answer.get("code"), answer.get("error"),
-                         answer.get("error_description"))
-    except authorize.AuthorizationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    oauth_connect.finish(app.pool, app.keys, oauth_connect.parse_redirect(sys.stdin.readline()))
     print(f"mailbox {args.id} connected")
     return 0
-
-
-def show(conn: Any, table: str, owner_id: int) -> dict[str, Any] | None:
-    """The grant of a mailbox or SMTP setting as `show` prints it (no secrets)."""
-    return grants.describe(grants.for_owner(conn, table, owner_id))

@@ -1,10 +1,10 @@
 """`deskmail queues`, `deskmail dead-letters ...` and `deskmail status`: what an operator runs.
 
-The logic lives in shared/broker_admin.py, services/admin/status.py and
-services/admin/dead_letters.py (a purge needs --reason and is recorded); this
-module only parses arguments and prints. Rates need the RabbitMQ management
-API: set DESKMAIL_RABBITMQ_API (http://user:password@host:15672). The age of
-the oldest work waiting for a stage comes from the database (status.backlog).
+Through services/admin/operations.py, like the API and the status page (a
+purge needs --reason and is recorded); this module only parses arguments and
+prints. Rates need the RabbitMQ management API: set DESKMAIL_RABBITMQ_API
+(http://user:password@host:15672). The age of the oldest work waiting for a
+stage comes from the database (status.backlog).
 """
 
 from __future__ import annotations
@@ -15,15 +15,10 @@ import json
 import sys
 from typing import Any
 
-import psycopg
-from kombu.exceptions import OperationalError
-
-from services.admin import dead_letters as dead_letter_admin
-from services.admin import status as ops_status
+from services.admin import operations
+from services.admin.errors import InvalidSetting
+from services.admin.status import age_text
 from services.app import App
-from shared import broker_admin
-from shared.broker_admin import DeadLetter, QueueInfo, QueueMissing
-from shared.mailboxes import InvalidSetting
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,48 +72,24 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _queue_row(info: QueueInfo, backlog: ops_status.Backlog | None = None) -> dict[str, Any]:
-    row = {k: getattr(info, k) for k in ("name", "stage", "kind", "messages", "consumers", "unacked",
-                                         "publish_rate", "deliver_rate", "change_rate")}
-    if info.kind == "work":
-        row["waiting"] = backlog.waiting if backlog else None
-        row["oldest_age_seconds"] = backlog.oldest_age_seconds if backlog else None
-    return row
-
-
-def _backlog(app: App) -> tuple[dict[str, ops_status.Backlog], str | None]:
-    """The ledger's backlog per stage, or why it could not be read (the queues still show)."""
-    try:
-        with app.pool.connection(timeout=5) as db:
-            return ops_status.backlog(db), None
-    except Exception as exc:  # noqa: BLE001 - the database is down: say so, show the broker's view
-        return {}, f"database: {exc}"
-
-
 def cmd_queues(args: argparse.Namespace) -> int:
     app = App.from_env()
-    try:
-        with app.broker() as conn:
-            infos = broker_admin.sample_queues(conn, app.topology, args.window, app.settings.rabbitmq_api)
-    except (OperationalError, ConnectionError) as exc:
-        return _fail(f"cannot reach the broker: {exc}")
-    backlog, db_error = _backlog(app)
+    found = operations.queues(app, args.window)
     if args.json:
-        print(json.dumps([_queue_row(i, backlog.get(i.stage)) for i in infos], indent=2))
+        print(json.dumps(found["queues"], indent=2))
         return 0
     print(f"{'QUEUE':40} {'READY':>7} {'CONSUMERS':>9} {'IN/s':>7} {'OUT/s':>7} {'CHANGE/s':>9} {'OLDEST':>8}")
-    for info in infos:
-        backlog_of = backlog.get(info.stage) if info.kind == "work" else None
-        oldest = ops_status.age_text(backlog_of.oldest_age_seconds) if backlog_of else ""
-        if not info.exists:  # the work may wait all the same: show its age
-            print(f"{info.name:40} {'(missing)':>7} {'':>9} {'':>7} {'':>7} {'':>9} {oldest:>8}".rstrip())
+    for q in found["queues"]:
+        oldest = age_text(q["oldest_age_seconds"]) if q.get("waiting") is not None else ""
+        if q["messages"] is None:  # the work may wait all the same: show its age
+            print(f"{q['name']:40} {'(missing)':>7} {'':>9} {'':>7} {'':>7} {'':>9} {oldest:>8}".rstrip())
             continue
-        print(f"{info.name:40} {info.messages:>7} {info.consumers:>9} {_rate(info.publish_rate):>7}"
-              f" {_rate(info.deliver_rate):>7} {_rate(info.change_rate):>9} {oldest:>8}")
+        print(f"{q['name']:40} {q['messages']:>7} {q['consumers']:>9} {_rate(q['publish_rate']):>7}"
+              f" {_rate(q['deliver_rate']):>7} {_rate(q['change_rate']):>9} {oldest:>8}")
     print("\nOLDEST: age of the oldest work waiting for the stage, from the database"
           " (retries and dead letters included).")
-    if db_error:
-        print(f"OLDEST unknown: {db_error}")
+    if found["backlog_error"]:
+        print(f"OLDEST unknown: {found['backlog_error']}")
     if app.settings.rabbitmq_api is None:
         print("IN/s and OUT/s need the management API (DESKMAIL_RABBITMQ_API);"
               " CHANGE/s is the net change of the depth while watching.")
@@ -128,32 +99,23 @@ def cmd_queues(args: argparse.Namespace) -> int:
 # -- dead letters -------------------------------------------------------------
 
 
-def _letter_row(letter: DeadLetter) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "stage": letter.stage,
-        "queue": letter.queue,
-        "failed_at": letter.failed_at,
-        "error": letter.error,
-        "event": {"type": letter.event.type, "ids": letter.event.ids} if letter.event else None,
-        "event_error": letter.event_error,
-    }
+def _letter_row(letter: dict[str, Any]) -> dict[str, Any]:
+    """The letter as `--json` has always printed it: its event as {"type", "ids"}."""
+    row = {k: letter[k] for k in ("id", "stage", "queue", "failed_at", "error")}
+    row["event"] = {"type": letter["event_type"], "ids": letter["ids"]} if letter["event_type"] else None
+    row["event_error"] = letter["event_error"]
+    return row
 
 
-def _event_text(letter: DeadLetter) -> str:
-    if letter.event is None:
-        return f"(unreadable: {letter.event_error})"
-    ids = " ".join(f"{k}={v}" for k, v in letter.event.ids.items())
-    return f"{letter.event.type} {ids}"
+def _event_text(letter: dict[str, Any]) -> str:
+    if letter["event_type"] is None:
+        return f"(unreadable: {letter['event_error']})"
+    ids = " ".join(f"{k}={v}" for k, v in letter["ids"].items())
+    return f"{letter['event_type']} {ids}"
 
 
 def cmd_dead_list(args: argparse.Namespace) -> int:
-    app = App.from_env()
-    try:
-        with app.broker() as conn:
-            letters = broker_admin.list_dead_letters(conn, app.topology, args.stage)
-    except (QueueMissing, ValueError, OperationalError, ConnectionError) as exc:
-        return _fail(str(exc))
+    letters = operations.dead_letters(App.from_env(), args.stage, limit=None)
     if args.json:
         print(json.dumps([_letter_row(x) for x in letters], indent=2, default=str))
         return 0
@@ -162,44 +124,31 @@ def cmd_dead_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':12}  {'STAGE':6}  {'FAILED AT':20}  {'EVENT':40}  ERROR")
     for x in letters:
-        print(f"{x.id:12}  {x.stage:6}  {x.failed_at:20}  {_event_text(x)[:40]:40}  {x.error[:120]}")
+        print(f"{x['id']:12}  {x['stage']:6}  {x['failed_at']:20}  {_event_text(x)[:40]:40}  {x['error'][:120]}")
     print(f"\n{len(letters)} dead letter(s). `deskmail dead-letters show ID` for details;"
           " fix the cause, then `deskmail dead-letters replay ID` (or --all).")
     return 0
 
 
 def cmd_dead_show(args: argparse.Namespace) -> int:
-    app = App.from_env()
-    try:
-        with app.broker() as conn:
-            letter = broker_admin.find_dead_letter(conn, app.topology, args.id)
-    except (QueueMissing, OperationalError, ConnectionError) as exc:
-        return _fail(str(exc))
-    if letter is None:
-        return _fail(f"no dead letter with id {args.id!r} (`deskmail dead-letters list` shows them)")
-    mail = None
-    if letter.event is not None and "raw_id" in letter.event.ids:
-        with app.pool.connection() as db:
-            mail = ops_status.mail_summary(db, letter.event.ids["raw_id"])
+    letter = operations.dead_letter(App.from_env(), args.id)
+    mail = letter["mail"]
     if args.json:
-        row = _letter_row(letter)
-        row["headers"] = letter.headers
-        row["mail"] = mail
-        print(json.dumps(row, indent=2, default=str))
+        print(json.dumps({**_letter_row(letter), "headers": letter["headers"],
+                          "mail": None if mail is None or "missing" in mail else mail}, indent=2, default=str))
         return 0
-    print(f"id          {letter.id}")
-    print(f"queue       {letter.queue}  (replay sends it to stage {letter.stage!r})")
+    print(f"id          {letter['id']}")
+    print(f"queue       {letter['queue']}  (replay sends it to stage {letter['stage']!r})")
     print(f"event       {_event_text(letter)}")
     print("headers")
-    for key, value in sorted(letter.headers.items()):
+    for key, value in sorted(letter["headers"].items()):
         print(f"  {key}: {value}")
-    if letter.event is not None and "raw_id" in letter.event.ids:
-        if mail is None:
-            print(f"mail        raw message {letter.event.ids['raw_id']} is not in the database")
-        else:
-            print(f"mail        raw message {mail['raw_id']} of mailbox {mail['mailbox_id']} ({mail['mailbox']})")
-            for key in ("from", "subject", "date", "message_id"):
-                print(f"  {key}: {mail[key]}")
+    if mail is not None and "missing" in mail:
+        print(f"mail        raw message {mail['missing']} is not in the database")
+    elif mail is not None:
+        print(f"mail        raw message {mail['raw_id']} of mailbox {mail['mailbox_id']} ({mail['mailbox']})")
+        for key in ("from", "subject", "date", "message_id"):
+            print(f"  {key}: {mail[key]}")
     return 0
 
 
@@ -215,16 +164,11 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
     ids = _choose(args)
     if isinstance(ids, int):
         return ids
-    app = App.from_env()
-    try:
-        with app.broker() as conn, app.broker() as publish_conn:
-            done = broker_admin.replay(conn, publish_conn, app.topology, ids, args.stage)
-    except (QueueMissing, ValueError, OperationalError, ConnectionError) as exc:
-        return _fail(str(exc))
-    for letter in done:
-        print(f"replayed {letter.id} to {letter.stage}: {_event_text(letter)}")
-    print(f"{len(done)} dead letter(s) replayed")
-    return 0 if done or ids is None else 1
+    done = operations.replay(App.from_env(), ids, args.stage)
+    for letter in done["letters"]:
+        print(f"replayed {letter['id']} to {letter['stage']}: {_event_text(letter)}")
+    print(f"{done['count']} dead letter(s) replayed")
+    return 0
 
 
 def _operator() -> str:
@@ -239,31 +183,28 @@ def cmd_dead_purge(args: argparse.Namespace) -> int:
     if isinstance(ids, int):
         return ids
     try:
-        dead_letter_admin.check_reason(args.reason)
+        done = operations.discard(App.from_env(), ids, args.stage, args.reason, _operator())
     except InvalidSetting as exc:
-        return _fail(f"--reason {exc.errors['reason']}")
-    app = App.from_env()
-    try:
-        with app.broker() as conn:
-            done = dead_letter_admin.discard(app.pool, conn, app.topology, ids, args.stage,
-                                             args.reason, _operator())
-    except (QueueMissing, ValueError, OperationalError, ConnectionError, psycopg.Error) as exc:
-        return _fail(str(exc))
-    for letter in done:
-        print(f"purged {letter.id} ({letter.stage}): {_event_text(letter)}")
-    if done:
-        print(f"{len(done)} dead letter(s) purged, each recorded with the reason"
+        if "reason" in exc.errors:
+            return _fail(f"--reason {exc.errors['reason']}")
+        raise
+    for letter in done["letters"]:
+        print(f"purged {letter['id']} ({letter['stage']}): {_event_text(letter)}")
+    if done["count"]:
+        print(f"{done['count']} dead letter(s) purged, each recorded with the reason"
               " (`deskmail dead-letters discarded`)")
     else:
         print("0 dead letter(s) purged")
-    return 0 if done or ids is None else 1
+    return 0
 
 
 def cmd_dead_discarded(args: argparse.Namespace) -> int:
     app = App.from_env()
     try:
         with app.pool.connection(timeout=5) as db:
-            rows = dead_letter_admin.discarded(db, max(1, args.limit))
+            rows = operations.discarded(db, max(1, min(args.limit, 1000)))
+    except InvalidSetting:
+        raise
     except Exception as exc:  # noqa: BLE001 - the database is down: say so in plain words
         return _fail(f"database: {exc}")
     if args.json:
@@ -286,46 +227,27 @@ def cmd_dead_discarded(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    app = App.from_env()
-    with app.broker() as conn:
-        status = ops_status.collect(_LazyPool(app), conn, app.topology, args.window, app.settings.rabbitmq_api)
+    status = operations.status(App.from_env(), args.window)
     if args.json:
-        print(json.dumps({
-            "needs_attention": status.needs_attention,
-            "problems": status.problems,
-            "mailboxes": [m.__dict__ for m in status.mailboxes],
-            "queues": [{**_queue_row(q.info, q.backlog), "problem": q.problem} for q in status.queues],
-        }, indent=2, default=str))
-        return 1 if status.needs_attention else 0
+        print(json.dumps(status, indent=2, default=str))
+        return 1 if status["needs_attention"] else 0
     print("MAILBOXES")
-    if not status.mailboxes:
+    if not status["mailboxes"]:
         print("  (none)")
-    for m in status.mailboxes:
-        last = m.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if m.last_success_at else "never"
-        print(f"  {'!!' if m.needs_attention else 'ok'}  {m.id:>3} {m.address:32} last success {last:19}  {m.detail}")
+    for m in status["mailboxes"]:
+        last = m["last_success_at"].strftime("%Y-%m-%d %H:%M:%S") if m["last_success_at"] else "never"
+        flag = "!!" if m["state"] in ("failing", "stale") else "ok"
+        print(f"  {flag}  {m['id']:>3} {m['address']:32} last success {last:19}  {m['detail']}")
     print("QUEUES")
-    for q in status.queues:
-        info = q.info
-        shown = "(missing)" if not info.exists else f"{info.messages} ready, {info.consumers} consumer(s)"
+    for q in status["queues"]:
+        shown = "(missing)" if q["messages"] is None else f"{q['messages']} ready, {q['consumers']} consumer(s)"
         waiting = ""
-        if q.backlog is not None:
-            waiting = f"{q.backlog.waiting} waiting"
-            if q.backlog.oldest_age_seconds is not None:
-                waiting += f", oldest {ops_status.age_text(q.backlog.oldest_age_seconds)}"
-        print(f"  {'!!' if q.needs_attention else 'ok'}  {info.name:36} {shown:28} {waiting:26} {q.problem or ''}")
-    for error in status.errors:
-        print(f"!! {error}")
-    print("\nneeds attention:" if status.needs_attention else "\nall well")
-    for problem in status.problems:
+        if q["waiting"] is not None and q["kind"] == "work":
+            waiting = f"{q['waiting']} waiting"
+            if q["oldest_age_seconds"] is not None:
+                waiting += f", oldest {age_text(q['oldest_age_seconds'])}"
+        print(f"  {'!!' if q['problem'] else 'ok'}  {q['name']:36} {shown:28} {waiting:26} {q['problem'] or ''}")
+    print("\nneeds attention:" if status["needs_attention"] else "\nall well")
+    for problem in status["problems"]:
         print(f"  - {problem}")
-    return 1 if status.needs_attention else 0
-
-
-class _LazyPool:
-    """App.pool on first use, so that an unreachable database is reported, not raised."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-
-    def connection(self, timeout: float = 5.0) -> Any:
-        return self.app.pool.connection(timeout=timeout)
+    return 1 if status["needs_attention"] else 0

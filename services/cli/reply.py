@@ -1,9 +1,9 @@
 """`deskmail requests reply ID --agent NAME`: a public staff reply to a request's customer.
 
-The reply is committed as pending outgoing mail first, then announced to the
-replier (reply.queued). If the announcement fails, or Deskmail runs embedded
-in another process, the replier's sweep finds the pending reply and sends it
-anyway (services/replier/outbox.py), so a reply once queued is not lost.
+services/admin/replies.py queues it (committed as pending outgoing mail) and
+announces it to the replier. If the announcement fails, or Deskmail runs
+embedded in another process, the replier's sweep finds the pending reply and
+sends it anyway, so a reply once queued is not lost.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from services.admin import replies
 from services.app import App
 from shared.db import transaction
-from shared.staff_replies import ReplyRefused, announce, queue_staff_reply
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,34 +30,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=cmd_reply)
 
 
-def cmd_reply(args: argparse.Namespace) -> int:
+def _text(args: argparse.Namespace) -> str | None:
     if args.body is not None:
-        text = args.body
-    elif args.file is not None:
+        return args.body
+    if args.file is not None:
         try:
-            text = args.file.read_text(encoding="utf-8")
+            return args.file.read_text(encoding="utf-8")
         except OSError as exc:
             print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-            return 1
-    else:
-        if sys.stdin.isatty():
-            print("Type the reply; end with Ctrl-D.", file=sys.stderr)
-        text = sys.stdin.read()
-    app = App.from_env()
-    try:
-        with transaction(app.pool) as conn:
-            outgoing_id = queue_staff_reply(conn, args.id, args.agent, text)
-    except (ReplyRefused, LookupError) as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
+            return None
+    if sys.stdin.isatty():
+        print("Type the reply; end with Ctrl-D.", file=sys.stderr)
+    return sys.stdin.read()
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    text = _text(args)
+    if text is None:
         return 1
-    if app.settings.embedded:
+    app = App.from_env()
+    with transaction(app.pool) as conn:
+        outgoing_id = replies.send(conn, args.id, {"agent": args.agent, "body": text})
+    if app.settings.embedded:  # the running Deskmail's in-memory broker is not this process's
         print(f"reply {outgoing_id} queued; the running Deskmail sends it within seconds")
         return 0
-    try:
-        announce(app.settings, app.topology, [(args.id, outgoing_id)])
-    except Exception as exc:  # noqa: BLE001 - the reply is safe in the database
-        print(f"reply {outgoing_id} queued, but the replier could not be told at once ({exc});"
-              " its sweep sends it within a minute or two", file=sys.stderr)
+    problem = replies.announce(app, args.id, outgoing_id)
+    if problem:
+        print(f"reply {outgoing_id} queued, but {problem}", file=sys.stderr)
         return 0
     print(f"reply {outgoing_id} queued; `deskmail requests show {args.id}` shows when it is sent")
     return 0

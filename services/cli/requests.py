@@ -1,38 +1,47 @@
-"""`deskmail requests list | show | unmatched`: what the pipeline made of the mail.
+"""`deskmail requests list | show | move | unmatched`: what the pipeline made of the mail.
 
-`show` prints a request with everyone on its conversation, every history
-entry (incoming mail with its automatic-mail flag and raw message id,
-outgoing mail, notes) with its attachments, and the outgoing mail with its
-delivery state (a bounce marks it failed). `unmatched` lists automatic mail
-that belonged to no request (bounces of mail Deskmail did not send): it is
-kept for a person to look at instead of being dropped. `--json` everywhere.
+The same list and the same request as the API's /api/v1/requests and the
+admin pages (services/admin/requests.py); `--json` prints what the API
+answers (for the list: its items). `show` prints a request with everyone on its conversation,
+every history entry with its attachments, and the outgoing mail with its
+delivery state (a bounce marks it failed). `move` files requests under
+another category. `unmatched` lists automatic mail that belonged to no
+request (bounces of mail Deskmail did not send): it is kept for a person to
+look at instead of being dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any
 
+from services.admin import categories
+from services.admin import requests as request_admin
 from services.app import App
+from shared.db import transaction
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("requests", help="list and show requests")
+    p = sub.add_parser("requests", help="list, show and move requests")
     rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = rsub.add_parser("list", help="list requests, newest first")
-    a.add_argument("--mailbox", type=int)
-    a.add_argument("--status", choices=["open", "closed"])
-    a.add_argument("--unparsed", action="store_true", help="only mail that could not be parsed")
+    a = rsub.add_parser("list", help="list requests, newest first (a page at a time: --cursor)")
+    a.add_argument("--mailbox", dest="mailbox_id", help="only this mailbox's requests (id)")
+    a.add_argument("--category", dest="category_id", help="only this category's requests (id)")
+    a.add_argument("--status", help="open or closed")
+    a.add_argument("--unparsed", action="store_const", const="true", help="only mail that could not be parsed")
     a.add_argument("--customer", help="only this customer's requests (address)")
-    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--cursor", help="the next_cursor of the previous page")
+    a.add_argument("--limit", help="requests per page (default 50, at most 200)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_list)
     a = rsub.add_parser("show", help="a request with its history, attachments and outgoing mail")
     a.add_argument("id", type=int)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_show)
+    a = rsub.add_parser("move", help="file requests under another category")
+    a.add_argument("ids", type=int, nargs="+", metavar="ID")
+    a.add_argument("--category", required=True, help="the category's name (or id)")
+    a.set_defaults(func=cmd_move)
     a = rsub.add_parser("unmatched", help="automatic mail (bounces) that belonged to no request")
     a.add_argument("--all", action="store_true", help="include entries already marked seen")
     a.add_argument("--seen", type=int, nargs="+", metavar="RAW_ID", help="mark these entries seen")
@@ -41,91 +50,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=cmd_unmatched)
 
 
-def list_requests(conn: Any, mailbox: int | None = None, status: str | None = None,
-                  unparsed: bool = False, limit: int = 50, customer: str | None = None) -> list[dict[str, Any]]:
-    return conn.execute(
-        "SELECT r.id, r.subject, r.status, r.unparsed, r.mailbox_id, r.created_at, r.updated_at,"
-        " c.address AS customer, cat.name AS category,"
-        " (SELECT count(*) FROM history h WHERE h.request_id = r.id) AS entries,"
-        " (SELECT count(*) FROM outgoing_mail o WHERE o.request_id = r.id AND o.state = 'failed')"
-        " AS failed_outgoing"
-        " FROM requests r LEFT JOIN customers c ON c.id = r.customer_id"
-        " LEFT JOIN categories cat ON cat.id = r.category_id"
-        " WHERE (%(m)s::bigint IS NULL OR r.mailbox_id = %(m)s)"
-        " AND (%(s)s::text IS NULL OR r.status = %(s)s) AND (NOT %(u)s OR r.unparsed)"
-        " AND (%(c)s::text IS NULL OR lower(c.address) = lower(%(c)s))"
-        " ORDER BY r.id DESC LIMIT %(l)s",
-        {"m": mailbox, "s": status, "u": unparsed, "l": limit, "c": customer},
-    ).fetchall()
-
-
-def request_detail(conn: Any, request_id: int) -> dict[str, Any] | None:
-    request = conn.execute(
-        "SELECT r.*, c.address AS customer, c.name AS customer_name, cat.name AS category,"
-        " m.address AS mailbox"
-        " FROM requests r LEFT JOIN customers c ON c.id = r.customer_id"
-        " LEFT JOIN categories cat ON cat.id = r.category_id"
-        " LEFT JOIN mailboxes m ON m.id = r.mailbox_id WHERE r.id = %s", (request_id,)
-    ).fetchone()
-    if request is None:
-        return None
-    request["people"] = [r["address"] for r in conn.execute(
-        "SELECT address FROM request_people WHERE request_id = %s ORDER BY address", (request_id,))]
-    history = conn.execute(
-        "SELECT id, kind, outcome, message_id, from_address, from_name, subject, body_text,"
-        " body_html IS NOT NULL AS has_html, automatic, author, raw_id, created_at"
-        " FROM history WHERE request_id = %s ORDER BY id", (request_id,)
-    ).fetchall()
-    attachments: dict[int, list[dict[str, Any]]] = {}
-    for a in conn.execute(
-        "SELECT a.history_id, a.filename, a.content_type, a.size, a.sha256, a.content_id, a.inline"
-        " FROM attachments a JOIN history h ON h.id = a.history_id WHERE h.request_id = %s ORDER BY a.id",
-        (request_id,),
-    ):
-        attachments.setdefault(a.pop("history_id"), []).append(a)
-    for entry in history:
-        entry["attachments"] = attachments.get(entry["id"], [])
-    request["history"] = history
-    request["outgoing"] = conn.execute(
-        "SELECT id, kind, message_id, to_address, agent_name, state, reason, attempts, created_at, sent_at"
-        " FROM outgoing_mail WHERE request_id = %s ORDER BY id", (request_id,)
-    ).fetchall()
-    return request
-
-
-def unmatched_mail(conn: Any, include_seen: bool = False, limit: int = 50) -> list[dict[str, Any]]:
-    return conn.execute(
-        "SELECT raw_id, mailbox_id, kind, reason, from_address, subject, original_message_id, recipient,"
-        " status, created_at, seen_at FROM unmatched_mail WHERE %s OR seen_at IS NULL"
-        " ORDER BY created_at DESC, raw_id DESC LIMIT %s",
-        (include_seen, limit),
-    ).fetchall()
-
-
 def cmd_list(args: argparse.Namespace) -> int:
+    filters = request_admin.parse_filters({k: getattr(args, k) for k in request_admin.FILTERS})
     app = App.from_env()
     with app.pool.connection() as conn:
-        rows = list_requests(conn, args.mailbox, args.status, args.unparsed, args.limit, args.customer)
-    if args.json:
-        print(json.dumps(rows, default=str, indent=2, ensure_ascii=False))
+        found = request_admin.page(conn, filters)
+    if args.json:  # the API's items; the next page starts at --cursor <the last id>
+        print(json.dumps(found["items"], default=str, indent=2, ensure_ascii=False))
         return 0
-    if not rows:
+    if not found["items"]:
         print("no requests")
-    for r in rows:
+    for r in found["items"]:
         flags = (" [unparsed]" if r["unparsed"] else "") + (
             f" [{r['failed_outgoing']} bounced]" if r["failed_outgoing"] else "")
         print(f"#{r['id']:<6} {r['status']:6} {r['entries']:>3} mail  {r['customer'] or '-':30}"
               f" {r['subject'][:60]}{flags}")
+    if found["next_cursor"]:
+        print(f"(older requests: --cursor {found['next_cursor']})")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     app = App.from_env()
     with app.pool.connection() as conn:
-        detail = request_detail(conn, args.id)
-    if detail is None:
-        print(f"error: there is no request #{args.id}", file=sys.stderr)
-        return 1
+        detail = request_admin.detail(conn, args.id)
     if args.json:
         print(json.dumps(detail, default=str, indent=2, ensure_ascii=False))
         return 0
@@ -152,14 +100,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_move(args: argparse.Namespace) -> int:
+    app = App.from_env()
+    with transaction(app.pool) as conn:
+        moved = categories.move_requests(conn, args.ids, args.category)
+    print(f"{moved} request(s) moved to {args.category}")
+    return 0
+
+
 def cmd_unmatched(args: argparse.Namespace) -> int:
     app = App.from_env()
-    with app.pool.connection() as conn:
+    with transaction(app.pool) as conn:
         if args.seen:
-            conn.execute("UPDATE unmatched_mail SET seen_at = now() WHERE raw_id = ANY(%s) AND seen_at IS NULL",
-                         (args.seen,))
-            conn.commit()
-        rows = unmatched_mail(conn, args.all, args.limit)
+            request_admin.mark_unmatched_seen(conn, args.seen)
+        rows = request_admin.unmatched(conn, args.all, args.limit)
     if args.json:
         print(json.dumps(rows, default=str, indent=2, ensure_ascii=False))
         return 0

@@ -1,9 +1,10 @@
 """`deskmail smtp set-system | add | edit | list | show | test | remove`: SMTP settings.
 
-Passwords come from standard input (--password-stdin) or DESKMAIL_SMTP_PASSWORD,
-never from an option (it would show in `ps` and shell history), and are never
-printed. `test` opens a session the way the replier does and says plainly
-which step fails and why.
+Through services/admin/smtp.py (and probes.py for `test`), like the API's
+/api/v1/smtp and the admin web. Passwords come from standard input
+(--password-stdin) or DESKMAIL_SMTP_PASSWORD, never from an option (it would
+show in `ps` and shell history), and are never printed. `test` opens a
+session the way the replier does and says plainly which step fails and why.
 """
 
 from __future__ import annotations
@@ -14,34 +15,33 @@ import os
 import sys
 from typing import Any
 
+from services.admin import probes
+from services.admin import smtp as smtp_admin
 from services.app import App
 from services.cli import oauth2 as oauth_cli
-from shared import smtp_settings
 from shared.db import transaction
-from shared.mailboxes import InvalidSetting
-from shared.oauth2 import login as oauth_login
 
 PASSWORD_ENV = "DESKMAIL_SMTP_PASSWORD"
+SECURITY_TYPES = ("none", "starttls", "tls")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("smtp", help="SMTP settings: the system default and custom ones")
+    p = sub.add_parser("smtp", help="SMTP settings: the system default and named ones that mailboxes share")
     ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, help_ in (
         ("set-system", "create or change the system default SMTP settings"),
-        ("add", "add custom SMTP settings that mailboxes can choose (mailbox edit ID --smtp NAME)"),
-        ("edit", "change SMTP settings (NAME, id, or 'system')"),
+        ("add", "add named SMTP settings that mailboxes can share (mailbox edit ID --smtp NAME)"),
+        ("edit", "change SMTP settings (NAME, id, or 'system'), for every mailbox that uses them"),
     ):
         a = ssub.add_parser(action, help=help_)
         if action == "add":
             a.add_argument("name")
         elif action == "edit":
             a.add_argument("ref", metavar="NAME")
-            a.add_argument("--name", dest="new_name", help="rename custom settings")
-        required = action != "edit"
-        a.add_argument("--host", required=required and action == "add")
-        a.add_argument("--port", type=int, help="default: 25 none, 587 starttls, 465 tls")
-        a.add_argument("--security", type=str.lower, choices=smtp_settings.SECURITY_TYPES,
+            a.add_argument("--name", dest="new_name", help="rename named settings")
+        a.add_argument("--host", required=action == "add")
+        a.add_argument("--port", help="default: 25 none, 587 starttls, 465 tls")
+        a.add_argument("--security", type=str.lower, choices=SECURITY_TYPES,
                        help="none, starttls (default) or tls (SSL/TLS from the first byte)")
         a.add_argument("--username", help="log in as this user")
         a.add_argument("--no-login", action="store_true",
@@ -75,12 +75,6 @@ def _password(args: argparse.Namespace) -> str | None:
     return os.environ.get(PASSWORD_ENV) or None
 
 
-def _errors(exc: InvalidSetting) -> int:
-    for field, message in exc.errors.items():
-        print(f"error: {field}: {message}", file=sys.stderr)
-    return 2
-
-
 def cmd_save(args: argparse.Namespace) -> int:
     values: dict[str, Any] = {}
     for key in ("host", "port", "security", "username", "allow_self_signed"):
@@ -89,6 +83,8 @@ def cmd_save(args: argparse.Namespace) -> int:
             values[key] = value
     if getattr(args, "new_name", None):
         values["name"] = args.new_name
+    if args.action == "add":
+        values["name"] = args.name
     secrets = oauth_cli.read_secrets(args)
     password = _password(args)
     if args.no_login:
@@ -96,31 +92,20 @@ def cmd_save(args: argparse.Namespace) -> int:
             print("error: --no-login cannot go with a username or a password", file=sys.stderr)
             return 2
         values["username"] = None
-    elif password and not args.username and args.action != "edit":
-        print("error: a password needs --username", file=sys.stderr)
-        return 2
+    oauth = oauth_cli.values_of(args, secrets)
+    ref = {"set-system": smtp_admin.SYSTEM, "add": None}.get(args.action, getattr(args, "ref", None))
     app = App.from_env()
-    try:
-        with transaction(app.pool) as conn:
-            if args.action == "set-system":
-                smtp_id = smtp_settings.set_system(conn, app.keys, values, password,
-                                                   clear_password=args.no_login)
-                what = "system SMTP settings saved"
-            elif args.action == "add":
-                smtp_id = smtp_settings.create(conn, app.keys, {**values, "name": args.name},
-                                               password)
-                what = f"SMTP settings {args.name!r} added"
-            else:
-                smtp_id = smtp_settings.update(conn, app.keys, args.ref, values, password,
-                                               clear_password=args.no_login)
-                what = f"SMTP settings {args.ref!r} updated"
-            note = oauth_cli.apply(conn, app.keys, args, "smtp_settings", smtp_id, secrets)
-            what += f"; {note}" if note else ""
-    except InvalidSetting as exc:
-        return _errors(exc)
-    except LookupError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 1
+    with transaction(app.pool) as conn:
+        smtp_id = smtp_admin.save(conn, app.keys, {**values, **oauth, "password": password}, ref)
+        shown = smtp_admin.view(conn, smtp_id)
+    if args.action == "set-system":
+        what = "system SMTP settings saved"
+    elif args.action == "add":
+        what = f"SMTP settings {args.name!r} added"
+    else:
+        what = f"SMTP settings {args.ref!r} updated"
+    note = oauth_cli.note(shown, "smtp_settings", secrets) if oauth else None
+    what += f"; {note}" if note else ""
     print(f"{what} (id {smtp_id}); check them with: deskmail smtp test "
           f"{'system' if args.action == 'set-system' else smtp_id}")
     return 0
@@ -129,7 +114,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     app = App.from_env()
     with app.pool.connection() as conn:
-        rows = smtp_settings.list_all(conn)
+        rows = smtp_admin.list_all(conn)
     if args.json:
         print(json.dumps(rows, default=str, indent=2))
         return 0
@@ -148,15 +133,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     app = App.from_env()
-    try:
-        with app.pool.connection() as conn:
-            row = smtp_settings.show(conn, args.ref)
-            oauth = oauth_cli.show(conn, "smtp_settings", row["id"])
-            if oauth is not None:
-                row["oauth2"] = oauth
-    except LookupError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 1
+    with app.pool.connection() as conn:
+        row = smtp_admin.view(conn, args.ref)
+    row["password"] = "(set, not shown)" if row.pop("has_password") else "(none)"
     if args.json:
         print(json.dumps(row, default=str, indent=2))
     else:
@@ -166,34 +145,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from shared.mailserver.smtp import check
-
     app = App.from_env()
-    try:
-        with app.pool.connection() as conn:
-            settings = oauth_login.attach_smtp(app.pool, app.keys, conn, smtp_settings.get(conn, app.keys, args.ref))
-    except LookupError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 1
-    except ValueError as exc:  # SecretError: the password cannot be decrypted
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    ok = True
-    for step, passed, detail in check(settings, timeout=args.timeout):
-        print(f"{'ok  ' if passed else 'FAIL'} {step:9} {detail}")
-        ok = ok and passed
-    return 0 if ok else 1
+    found = probes.test_smtp(app.pool, app.keys, args.ref, {}, timeout=args.timeout)
+    for s in found["steps"]:
+        print(f"{'ok  ' if s['ok'] else 'FAIL'} {s['step'].removeprefix('smtp_'):9} {s['detail']}")
+    return 0 if found["ok"] else 1
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     app = App.from_env()
-    try:
-        with transaction(app.pool) as conn:
-            smtp_settings.remove(conn, args.ref)
-    except InvalidSetting as exc:
-        return _errors(exc)
-    except LookupError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 1
+    with transaction(app.pool) as conn:
+        smtp_admin.remove(conn, args.ref)
     print(f"SMTP settings {args.ref!r} removed")
     return 0

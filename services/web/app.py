@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from services.admin import operations
 from services.app import App
 from services.web import (
     api_mailboxes,
@@ -25,7 +26,10 @@ from services.web import (
     auth_routes,
     errors,
     oauth2_routes,
-    pages,
+    page_mailboxes,
+    page_requests,
+    page_settings,
+    page_status,
 )
 from services.web.context import HERE, WebContext
 from services.web.security import CsrfRefused, LoginRequired, SecurityHeaders, principal
@@ -84,7 +88,8 @@ def create_app(core: App) -> FastAPI:
     for router in (api_mailboxes.router, api_requests.router, api_settings.router, api_templates.router,
                    api_ops.router):
         app.include_router(router, dependencies=protected, responses=_error_responses())
-    app.include_router(pages.router, dependencies=protected, include_in_schema=False)
+    for router in (page_status.router, page_mailboxes.router, page_settings.router, page_requests.router):
+        app.include_router(router, dependencies=protected, include_in_schema=False)
     app.include_router(oauth2_routes.router, dependencies=protected, include_in_schema=False)
     app.include_router(auth_routes.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -100,8 +105,7 @@ def create_app(core: App) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> PlainTextResponse:
         try:
-            with core.pool.connection(timeout=2) as conn:
-                conn.execute("SELECT 1")
+            operations.check_database(core.pool)
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return PlainTextResponse(f"database: {exc}", status_code=503)
         return PlainTextResponse("ok")

@@ -4,6 +4,7 @@
     NotFound        404 {"error": message}
     Conflict        409 {"error": message, "errors": {field: message}} (field when known)
     Throttled       429 with Retry-After
+    Unavailable     503 {"error": message} (the broker or the database does not answer)
 
 FastAPI's own request validation (a path id that is not a number, a body
 that is not a JSON object) answers in the same 422 shape.
@@ -20,13 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.admin.errors import Conflict
+from services.admin.errors import Conflict, InvalidSetting, Unavailable
 from services.admin.users import Throttled
-from shared.mailboxes import InvalidSetting
-
-
-class BrokerDown(Exception):
-    """The broker does not answer: status and dead letters cannot be shown right now."""
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +77,6 @@ def install(app: FastAPI, templates: Jinja2Templates) -> None:
         log.exception("request failed", extra={"path": request.url.path, "method": request.method})
         return answer(request, 500, {"error": "internal error; the server log has the details"})
 
-    @app.exception_handler(BrokerDown)
-    async def broker_down(request: Request, exc: BrokerDown) -> Response:
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> Response:
         return answer(request, 503, {"error": str(exc)})

@@ -1,9 +1,10 @@
 """The JSON shapes of /api/v1, for the OpenAPI document and for checking our answers.
 
 Request bodies declare the types an API client should send, but accept any
-JSON value: the service layer decides what is valid and words the error, so
+JSON value: the admin layer decides what is valid and words the error, so
 the API, the pages and the CLI answer a wrong value in the same words (a
 `port` of "abc" gets the same message everywhere, not pydantic's own).
+Routes hand the admin layer plain values (`body_of`), never these classes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ _INT = {"type": "integer"}
 _OPT_INT = {"anyOf": [{"type": "integer"}, {"type": "null"}]}
 _BOOL = {"type": "boolean"}
 _OPT_STR = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+
+
+def body_of(body: BaseModel | None) -> dict[str, Any]:
+    """The fields a client sent (and only those), as plain values for the admin layer."""
+    return body.model_dump(exclude_unset=True) if body is not None else {}
 
 
 class MailboxIn(BaseModel):
@@ -48,9 +54,21 @@ class MailboxIn(BaseModel):
     port: _lenient(_OPT_INT, "port; null means the usual port for the type and security") = None
     security: _lenient({"type": "string", "enum": ["none", "starttls", "tls"]}, "connection security") = None
     allow_self_signed: _lenient(_BOOL, "accept a certificate that cannot be verified (off by default)") = None
-    category_id: _lenient(_OPT_INT, "default category of new requests") = None
+    category_id: _lenient(_OPT_INT, "default category of new requests (an id, or a name: created if missing)") = None
     auto_reply: _lenient(_BOOL, "send an auto-reply to new requests") = None
-    smtp_id: _lenient(_OPT_INT, "custom SMTP settings; null means the system default") = None
+    smtp_id: _lenient({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]},
+                      "how it sends: 'system' (or null) the system default; 'custom' its own settings"
+                      " (the smtp_ fields); the id or name of shared named settings") = None
+    smtp_host: _lenient(_STR, "SMTP section: server of its own settings (or of the shared ones, with smtp_edit)"
+                        ) = None
+    smtp_port: _lenient(_OPT_INT, "SMTP section: port; null means 25/587/465 by security") = None
+    smtp_security: _lenient({"type": "string", "enum": ["none", "starttls", "tls"]}, "SMTP section") = None
+    smtp_username: _lenient(_OPT_STR, "SMTP section: login; null sends without logging in") = None
+    smtp_password: _lenient({"type": "string", "writeOnly": True}, "SMTP section: write-only") = None
+    smtp_allow_self_signed: _lenient(_BOOL, "SMTP section: accept a certificate that cannot be verified") = None
+    smtp_edit: _lenient({"type": "string", "enum": ["shared", "copy"]},
+                        "SMTP section fields that change shared named settings: 'shared' changes them for every"
+                        " mailbox that uses them, 'copy' gives this mailbox its own copy (required then)") = None
     enabled: _lenient(_BOOL, "poll this mailbox") = None
     poll_interval: _lenient(_INT, "seconds between polls") = None
     max_per_poll: _lenient(_INT, "messages imported per poll at most") = None
@@ -73,6 +91,19 @@ class MailboxIn(BaseModel):
                               "SASL mechanism; auto: what the server offers") = None
     oauth_refresh_token: _lenient({"type": "string", "writeOnly": True},
                                   "write-only; a refresh token to sign in with (flow refresh_token)") = None
+
+
+class SharedWith(BaseModel):
+    id: int
+    address: str
+
+
+class MailboxSmtp(BaseModel):
+    use: Literal["system", "custom", "named"] = Field(
+        description="system: the system default; custom: its own settings; named: settings it shares")
+    id: int | None
+    name: str | None
+    shared_with: list[SharedWith] = Field(description="named: the other mailboxes that send with them")
 
 
 class MailboxOut(BaseModel):
@@ -120,6 +151,7 @@ class MailboxOut(BaseModel):
     mail_24h: int = Field(description="mail imported in the last 24 hours")
     health: str = Field(description="ok, failing, disabled or new")
     created_at: dt.datetime
+    smtp: MailboxSmtp | None = Field(None, description="how it sends (one mailbox only; not in the list)")
 
 
 class Step(BaseModel):
@@ -155,6 +187,10 @@ class Poll(BaseModel):
     error: str | None
 
 
+class TestMailIn(MailboxIn):
+    test_to: _lenient(_STR, "where the test mail goes (default: the mailbox's own address)") = None
+
+
 class FromNamePreviewIn(BaseModel):
     from_name: _lenient(_STR, "account name with placeholders") = None
 
@@ -188,6 +224,7 @@ class RequestItem(BaseModel):
     category: str | None
     customer: str | None
     entries: int
+    failed_outgoing: int = Field(description="outgoing mail that failed (a refusal or a bounce)")
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -216,6 +253,7 @@ class HistoryEntry(BaseModel):
     from_name: str | None
     subject: str | None
     body_text: str
+    has_html: bool = Field(description="the mail came with an HTML part as well")
     automatic: str | None
     author: str | None
     raw_id: int | None
@@ -249,8 +287,24 @@ class RequestDetail(BaseModel):
     customer_name: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    people: list[str] = Field(description="everyone on the conversation (From, To, Cc) but our own mailboxes")
     history: list[HistoryEntry]
     outgoing: list[Outgoing]
+
+
+class RequestPatch(BaseModel):
+    category_id: _lenient(_OPT_INT, "file the request under this category (null: none)") = None
+
+
+class ReplyIn(BaseModel):
+    body: _lenient(_STR, "the reply's text") = None
+    agent: _lenient(_STR, "the agent's name shown as the sender (default: the API user's name)") = None
+
+
+class Queued(BaseModel):
+    outgoing_id: int
+    request_id: int
+    note: str | None = Field(description="null, or why the replier could not be told at once (it is sent anyway)")
 
 
 class SmtpIn(BaseModel):
@@ -291,6 +345,8 @@ class SmtpOut(BaseModel):
     allow_self_signed: bool
     has_password: bool
     mailboxes: int
+    owner_mailbox_id: int | None = Field(None, description="a mailbox's own settings: that mailbox")
+    owner_address: str | None = None
     updated_at: dt.datetime
     auth_method: str = "password"
     oauth_provider: str | None = None
@@ -332,6 +388,7 @@ class Rendered(BaseModel):
 class DeadLetterOut(BaseModel):
     id: str
     stage: str
+    queue: str
     error: str
     failed_at: str
     event_type: str | None
@@ -380,6 +437,8 @@ class QueueOut(BaseModel):
     kind: str
     messages: int | None
     consumers: int | None
+    publish_rate: float | None = Field(None, description="messages/s in (needs DESKMAIL_RABBITMQ_API)")
+    deliver_rate: float | None = Field(None, description="messages/s delivered (needs DESKMAIL_RABBITMQ_API)")
     waiting: int | None = Field(
         default=None, description="work queue: items waiting for this stage in the database (mail stored"
         " but not parsed, parsed but not recorded, replies pending or sending), retries and dead letters"

@@ -271,7 +271,7 @@ def test_cli_add_test_and_show_an_oauth2_mailbox(app, settings, server, dovecot,
     assert "access token refreshed" in tested.stdout and "accepted the OAuth2 sign-in" in tested.stdout
 
     shown = cli("mailbox", "show", str(mailbox_id), "--json")
-    assert '"needs_reconnect": false' in shown.stdout and "(set, not shown)" in shown.stdout
+    assert '"needs_reconnect": false' in shown.stdout and '"oauth_has_client_secret": true' in shown.stdout
 
     server.revoke(user)
     with transaction(app.pool) as conn:

@@ -62,7 +62,7 @@ def test_show_text_and_missing_request(recorded, capsys):
     text = capsys.readouterr().out
     assert "[attachment] inv.pdf" in text and "(automatic: bounce)" in text and ": failed (bounced: 5.1.1" in text
     assert main(["requests", "show", "999999"]) == 1
-    assert "no request #999999" in capsys.readouterr().err
+    assert "no request 999999" in capsys.readouterr().err
 
 
 def test_unmatched_lists_and_marks_seen(recorded, capsys):

@@ -121,3 +121,19 @@ def test_requests_are_paged_by_cursor_and_filtered(api, app):
     raw = api.get(f"/api/v1/requests/{detail['id']}/raw")
     assert raw.content.startswith(b"Subject: mail 4") and "attachment" in raw.headers["content-disposition"]
     assert api.get("/api/v1/requests/424242").status_code == 404
+
+
+def test_unsaved_values_are_tested_without_a_from_name(api, tmp_path):
+    # Only what a connection needs must be given to test it: no account name, no address.
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    values = {"account_type": "maildir", "host": str(maildir), "username": "local", "security": "none",
+              "archive": False}
+    tested = api.post("/api/v1/mailboxes/test", json=values)
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["ok"] is True and tested.json()["steps"][0]["step"] == "connect"
+    listed = api.post("/api/v1/mailboxes/folders", json=values)
+    assert listed.status_code == 200, listed.text
+    answer = api.post("/api/v1/mailboxes/test", json={"account_type": "maildir", "security": "none"})
+    assert answer.status_code == 422 and answer.json()["errors"]["host"] == "is required"

@@ -168,3 +168,41 @@ def test_an_invalid_oauth2_setting_gets_the_same_message_from_each(api, browser_
     code, out = _via_cli(capsys, address, auth="oauth2", **{f"oauth-{k}": v for k, v in options.items()})
     assert code == 2
     assert f"error: {field}: {message}" in out
+
+
+def _comparable(value):
+    """JSON from the CLI and from the API, with timestamps read back (the two spell them differently)."""
+    import datetime as dt
+
+    if isinstance(value, dict):
+        return {k: (dt.datetime.fromisoformat(v) if k.endswith("_at") and isinstance(v, str) else _comparable(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def test_requests_list_and_detail_are_one_view_in_api_and_cli(api, app, capsys, cli_env):
+    from tests.integration.replier_helpers import add_mailbox, ingest, mail
+
+    mailbox = add_mailbox(app, "support@acme.test", auto_reply=False)
+    first = ingest(app, mailbox, mail("Ada <ada@customer.example>", "support@acme.test",
+                                      headers="Cc: bob@customer.example\r\n"))[0]["request_id"]
+    ingest(app, mailbox, mail("grace@other.example", "support@acme.test", subject="Second"))
+    capsys.readouterr()
+    assert cli(["requests", "list", "--json"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)
+    from_api = api.get("/api/v1/requests").json()
+    assert _comparable(from_cli) == _comparable(from_api["items"])
+    for filters, option in (({"customer": "ada@customer.example"}, ["--customer", "ada@customer.example"]),
+                            ({"mailbox_id": mailbox, "limit": 1}, ["--mailbox", str(mailbox), "--limit", "1"])):
+        assert cli(["requests", "list", "--json", *option]) == 0
+        assert _comparable(json.loads(capsys.readouterr().out)) == _comparable(
+            api.get("/api/v1/requests", params=filters).json()["items"]), filters
+
+    assert cli(["requests", "show", str(first), "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert _comparable(detail) == _comparable(api.get(f"/api/v1/requests/{first}").json())
+    assert detail["people"] == ["ada@customer.example", "bob@customer.example"]
+    assert cli(["requests", "list", "--status", "gone"]) == 2
+    assert "error: status: must be one of open, closed, not 'gone'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -102,3 +103,60 @@ def chromium_page(base_url: str) -> Iterator[Any]:
             browser.close()
         assert not blocked, f"the pages tried to reach other hosts: {blocked}"
         assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+class _FormReader(HTMLParser):
+    """The fields of the forms of a page as a browser would submit them (no buttons)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[tuple[dict[str, str], dict[str, str]]] = []  # (form attributes, fields)
+        self._select: str | None = None
+        self._first_option: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append((a, {}))
+        if not self.forms:
+            return
+        fields = self.forms[-1][1]
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in ("submit", "button"):
+            if a.get("type") in ("checkbox", "radio"):
+                if "checked" in a:
+                    fields[name] = a.get("value") or "on"
+            else:
+                fields[name] = a.get("value", "")
+        elif tag == "select" and name:
+            self._select, self._first_option = name, None
+        elif tag == "option" and self._select:
+            value = a.get("value", "")
+            if self._first_option is None:
+                self._first_option = value
+                fields.setdefault(self._select, value)
+            if "selected" in a:
+                fields[self._select] = value
+        elif tag == "textarea" and name:
+            self._textarea = name
+            fields[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea and self.forms:
+            self.forms[-1][1][self._textarea] += data.lstrip("\n") if not self.forms[-1][1][self._textarea] else data
+
+
+def form_fields(page: str, action: str | None = None) -> dict[str, str]:
+    """What submitting the page's form (the one posting to `action`, else the largest) sends, buttons aside."""
+    reader = _FormReader()
+    reader.feed(page)
+    forms = [f for a, f in reader.forms if action is None or a.get("action") == action]
+    assert forms, f"no form posting to {action!r} in the page"
+    return dict(max(forms, key=len))

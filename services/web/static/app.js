@@ -26,12 +26,20 @@
     update();
   }
 
-  // Custom SMTP fields only when "custom" is chosen.
+  // The SMTP section's fields show the settings the page was drawn with (data-fields-for): shown for
+  // them, and for "custom" (a copy of shared settings, or the mailbox's own); hidden for anything else,
+  // whose settings are not on the page. The note about shared settings only while they are chosen.
   function wireSmtp() {
     var choice = document.getElementById("smtp_id");
     var custom = document.getElementById("smtp-custom");
     if (!choice || !custom) return;
-    function update() { custom.classList.toggle("hidden", choice.value !== "custom"); }
+    var drawnFor = choice.dataset.fieldsFor || "";
+    var shared = document.getElementById("smtp-shared");
+    function update() {
+      var drawn = drawnFor !== "" && choice.value === drawnFor;
+      custom.classList.toggle("hidden", choice.value !== "custom" && !drawn);
+      if (shared) shared.classList.toggle("hidden", !drawn);
+    }
     choice.addEventListener("change", update);
     update();
   }
