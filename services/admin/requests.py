@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from services.admin import form_values
+from services.admin import form_values, replies
 from services.admin.errors import InvalidSetting, NotFound
 
 STATUSES = ("open", "closed")
@@ -99,7 +99,8 @@ def page(conn: psycopg.Connection, filters: Mapping[str, Any] | None = None) -> 
 def detail(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
     """A request with everyone on its conversation, its history and attachments, and its outgoing mail.
 
-    people: every address on the conversation (From, To, Cc of its mail) but our own mailboxes.
+    people: every address on the conversation (From, To, Cc of its mail) but our own mailboxes;
+    reply: whom a staff reply goes to by default ({"to", "cc"}: services/admin/replies.py).
     """
     request = conn.execute(
         "SELECT r.id, r.subject, r.status, r.unparsed, r.mailbox_id, m.address AS mailbox, r.category_id,"
@@ -128,9 +129,10 @@ def detail(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
         entry["attachments"] = attachments.get(entry["id"], [])
     request["history"] = history
     request["outgoing"] = conn.execute(
-        "SELECT id, kind, message_id, to_address, agent_name, state, reason, attempts, created_at, sent_at"
+        "SELECT id, kind, message_id, to_address, cc, agent_name, state, reason, attempts, created_at, sent_at"
         " FROM outgoing_mail WHERE request_id = %s ORDER BY id", (request_id,)
     ).fetchall()
+    request["reply"] = replies.defaults(conn, request_id)
     return request
 
 

@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -193,6 +194,7 @@ def build_message(
     references: list[str],
     auto_reply: bool,
     date: datetime | None = None,
+    cc: Sequence[str] = (),
 ) -> bytes:
     """The complete message, CRLF line endings, ready for SMTP.
 
@@ -200,7 +202,8 @@ def build_message(
     `in_reply_to`/`references` come from incoming mail, so invalid ids among
     them are dropped rather than refused. References gets In-Reply-To
     appended when missing, so the thread stays whole. `date` must be
-    timezone-aware; it defaults to now (UTC).
+    timezone-aware; it defaults to now (UTC). `cc` are plain addresses (a staff
+    reply's Cc; ValueError for anything else).
     """
     own_id = _bare_msgid(message_id)
     if own_id is None or "@" not in own_id:
@@ -216,6 +219,7 @@ def build_message(
     headers = [
         _fold("From", _mailbox(from_name, from_address, "From")),
         _fold("To", _mailbox(to_name, to_address, "To")),
+        *([_fold("Cc", ", ".join(validate_address(a) for a in cc))] if cc else []),
         _fold("Subject", _unstructured(subject, "Subject")),
         "Date: " + format_datetime(date),
         f"Message-ID: <{own_id}>",

@@ -19,7 +19,11 @@ limit counts rows, under an advisory lock per recipient, so neither a batch
 nor several replicas can exceed it.
 
 The sender: From is the mailbox's address with its account name as display
-name, placeholders filled in (the agent on a staff reply). `mailbox.name` in
+name, placeholders filled in (the agent on a staff reply): shared/outgoing.py
+renders it, and the subject and bodies, for this stage and for the admin
+layer's preview alike. A staff reply goes to its To and its Cc (the other
+people of the conversation, or whom the agent chose); an auto-reply to the
+sender alone. `mailbox.name` in
 templates is the account name as it reads when no agent acts (an auto-reply);
 an account name that refers to `mailbox.name` itself sees the address there.
 """
@@ -38,7 +42,7 @@ from psycopg_pool import ConnectionPool
 from services.replier.compose import build_message, validate_address
 from services.replier.loops import auto_reply_refusal, parse_rate_windows, rate_limit_refusal
 from services.replier.outbox_folder import write_outbox
-from shared import metrics, smtp_settings, template_store, templates
+from shared import metrics, outgoing, smtp_settings, template_store, templates
 from shared.crypto import Keys, SecretError
 from shared.db import transaction
 from shared.errors import Permanent, Transient
@@ -51,7 +55,6 @@ from shared.oauth2 import login as oauth_login
 from shared.parsed import ParsedMessage
 from shared.settings import Settings
 from shared.smtp_settings import SmtpSettings
-from shared.tags import with_tag
 from shared.worker import Output
 
 log = logging.getLogger(__name__)
@@ -225,7 +228,7 @@ class ReplierHandler:
                 conn.autocommit = False
 
     def _send_batch(self, conn: psycopg.Connection, sender: Sender, ids: list[int]) -> None:
-        rows = conn.execute(_SEND_SQL, (ids,)).fetchall()
+        rows = outgoing.rows(conn, ids)
         by_id = {r["outgoing_id"]: r for r in rows}
         smtps = self._smtp_settings(conn, {r["smtp_id"] for r in rows})
         tmpls = template_store.effective_many(conn, {(r["mailbox_id"], r["kind"]) for r in rows})
@@ -285,7 +288,8 @@ class ReplierHandler:
                                     " `deskmail smtp set-system` or give the mailbox its own")
                 write_outbox(self.outbox, message_id, prepared.data)
             else:
-                sender.send(smtp, row["mailbox_address"], [row["to_address"]], prepared.data)
+                recipients = [row["to_address"], *(row["cc"] if row["kind"] == "staff_reply" else ())]
+                sender.send(smtp, row["mailbox_address"], recipients, prepared.data)
         except Transient as exc:
             # Nothing was accepted: the mail may go again, with the same Message-ID.
             self._set(conn, oid, "pending", str(exc))
@@ -341,45 +345,19 @@ class ReplierHandler:
     def _prepare(self, row: dict[str, Any], tmpl: templates.Template, message_id: str
                  ) -> _Prepared:
         staff = row["kind"] == "staff_reply"
-        customer_name = row["customer_name"] or row["to_name"] or ""
-
-        def context(mailbox_name: str, agent: str | None) -> dict[str, Any]:
-            return templates.build_context(
-                request_id=row["request_id"], request_subject=row["subject"],
-                request_status=row["status"], customer_name=customer_name,
-                customer_address=row["to_address"], mailbox_name=mailbox_name,
-                mailbox_address=row["mailbox_address"], agent_name=agent,
-                message_subject=row["message_subject"] or "",
-                message_body_text=row["message_body"] or "",
-                reply_body_text=(row["reply_text"] or "") if staff else None,
-            )
-
-        mailbox_name = self._from_name(row, context(row["mailbox_address"], None))
-        ctx = context(mailbox_name or row["mailbox_address"], row["agent_name"] if staff else None)
-        from_name = self._from_name(row, ctx) if staff else mailbox_name
-        rendered = templates.render(tmpl, ctx)
-        subject = with_tag(rendered.subject, row["request_id"])
+        parts = outgoing.render(row, tmpl)
         references = [*(row["parent_references"] or []),
                       *([row["parent_message_id"]] if row["parent_message_id"] else [])]
         data = build_message(
-            from_name=from_name, from_address=row["mailbox_address"],
+            from_name=parts.from_name, from_address=row["mailbox_address"],
             to_name=row["to_name"] or "", to_address=row["to_address"],
-            subject=subject, body_text=rendered.body_text,
-            body_html=rendered.body_html or None, message_id=message_id,
+            cc=row["cc"] if staff else (),  # an auto-reply goes to the sender alone
+            subject=parts.subject, body_text=parts.body_text,
+            body_html=parts.body_html or None, message_id=message_id,
             in_reply_to=row["parent_message_id"], references=references,
             auto_reply=not staff,
         )
-        return _Prepared(row, message_id, data, subject, rendered.body_text, from_name)
-
-    def _from_name(self, row: dict[str, Any], ctx: dict[str, Any]) -> str:
-        try:
-            return templates.render_from_name(row["from_name"], ctx)
-        except templates.RenderError as exc:
-            # The account name is checked when the mailbox is saved; one saved
-            # before that check existed still must not stop the mail.
-            log.error("mailbox account name fails; sending with the address only",
-                      extra={"mailbox_id": row["mailbox_id"], "problem": str(exc)})
-            return ""
+        return _Prepared(row, message_id, data, parts.subject, parts.body_text, parts.from_name)
 
     # -- recording outcomes -------------------------------------------------
 
@@ -465,21 +443,3 @@ LEFT JOIN history h ON h.id = e.history_id
 LEFT JOIN parsed_messages p ON p.raw_id = h.raw_id
 """
 
-_SEND_SQL = """
-SELECT o.id AS outgoing_id, o.kind, o.state, o.message_id, o.to_address, o.to_name,
-       o.agent_name, o.body_text AS reply_text,
-       r.id AS request_id, r.subject, r.status, r.mailbox_id,
-       m.address AS mailbox_address, m.from_name, m.smtp_id,
-       c.name AS customer_name,
-       h.message_id AS parent_message_id, h.subject AS message_subject,
-       h.body_text AS message_body,
-       ARRAY(SELECT jsonb_array_elements_text(coalesce(p.parsed->'references', '[]'::jsonb)))
-         AS parent_references
-FROM outgoing_mail o
-JOIN requests r ON r.id = o.request_id
-JOIN mailboxes m ON m.id = r.mailbox_id
-LEFT JOIN customers c ON c.id = r.customer_id
-LEFT JOIN history h ON h.id = o.history_id
-LEFT JOIN parsed_messages p ON p.raw_id = h.raw_id
-WHERE o.id = ANY(%s)
-"""

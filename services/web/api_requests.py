@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Response
 from services.admin import categories, replies
 from services.admin import requests as request_admin
 from services.web.context import Ctx
-from services.web.schemas import Queued, ReplyIn, RequestDetail, RequestPage, RequestPatch, body_of
+from services.web.schemas import (
+    Queued,
+    ReplyIn,
+    ReplyPreview,
+    RequestDetail,
+    RequestPage,
+    RequestPatch,
+    body_of,
+)
 from services.web.security import Principal, principal
 
 router = APIRouter(prefix="/api/v1", tags=["requests"])
@@ -47,14 +55,25 @@ def update_request(request_id: int, body: RequestPatch, c: Ctx) -> dict[str, Any
         return request_admin.detail(conn, request_id)
 
 
+def _reply(body: ReplyIn, who: Principal) -> dict[str, Any]:
+    return {"agent": who.user.username, **body_of(body)}
+
+
 @router.post("/requests/{request_id}/replies", response_model=Queued, status_code=201,
-             summary="Send a staff reply to the request's customer (queued, then sent by the replier)")
+             summary="Send a staff reply to the request's customer, the conversation's other people in Cc"
+                     " unless cc says otherwise (queued, then sent by the replier)")
 def reply(request_id: int, body: ReplyIn, c: Ctx, who: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
-    values = {"agent": who.user.username, **body_of(body)}
     with c.tx() as conn:
-        outgoing_id = replies.send(conn, request_id, values)
-    problem = replies.announce(c.core, request_id, outgoing_id)
-    return {"outgoing_id": outgoing_id, "request_id": request_id, "note": problem}
+        queued = replies.send(conn, request_id, _reply(body, who))
+    return {**queued, "note": replies.announce(c.core, request_id, queued["outgoing_id"])}
+
+
+@router.post("/requests/{request_id}/replies/preview", response_model=ReplyPreview,
+             summary="Exactly what a staff reply would be (From, To, Cc, Subject, bodies); nothing is queued")
+def preview_reply(request_id: int, body: ReplyIn, c: Ctx,
+                  who: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
+    with c.tx() as conn:
+        return replies.preview(conn, request_id, _reply(body, who))
 
 
 RAW = {200: {"content": {"message/rfc822": {}}, "description": "the original message, as received"}}

@@ -266,12 +266,18 @@ class Outgoing(BaseModel):
     kind: str
     message_id: str | None
     to_address: str
+    cc: list[str] = Field(description="a staff reply's Cc; an auto-reply has none")
     agent_name: str | None
     state: str
     reason: str | None = Field(description="why it was skipped, or why it failed")
     attempts: int
     created_at: dt.datetime
     sent_at: dt.datetime | None
+
+
+class ReplyDefaults(BaseModel):
+    to: str | None = Field(description="the address a staff reply goes to (null: the request has none)")
+    cc: list[str] = Field(description="its Cc unless the agent changes it: the other people of the conversation")
 
 
 class RequestDetail(BaseModel):
@@ -288,6 +294,7 @@ class RequestDetail(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     people: list[str] = Field(description="everyone on the conversation (From, To, Cc) but our own mailboxes")
+    reply: ReplyDefaults
     history: list[HistoryEntry]
     outgoing: list[Outgoing]
 
@@ -299,12 +306,26 @@ class RequestPatch(BaseModel):
 class ReplyIn(BaseModel):
     body: _lenient(_STR, "the reply's text") = None
     agent: _lenient(_STR, "the agent's name shown as the sender (default: the API user's name)") = None
+    cc: _lenient({"anyOf": [{"type": "array", "items": _STR}, _STR, {"type": "null"}]},
+                 "Cc: absent or null for the other people of the conversation; a list (or a comma-separated"
+                 " text) of addresses; [] for the customer alone") = None
 
 
 class Queued(BaseModel):
     outgoing_id: int
     request_id: int
+    to: str
+    cc: list[str]
     note: str | None = Field(description="null, or why the replier could not be told at once (it is sent anyway)")
+
+
+class ReplyPreview(BaseModel):
+    from_: str = Field(alias="from", serialization_alias="from")
+    to: str
+    cc: list[str]
+    subject: str
+    body_text: str
+    body_html: str = Field(description="empty: the reply is plain text only")
 
 
 class SmtpIn(BaseModel):
