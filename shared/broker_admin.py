@@ -23,9 +23,11 @@ import base64
 import hashlib
 import json
 import logging
+import threading
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,14 +118,37 @@ def refresh_depth_gauges(conn: Connection, names: Iterable[str]) -> dict[str, in
     return measured
 
 
+# The in-memory broker (the embedded default) answers 0 consumers for every
+# queue: its consumers can only be the workers of this very process, which
+# count themselves here while they consume (shared/worker.py).
+_local_consumers: Counter[str] = Counter()
+_local_lock = threading.Lock()
+
+
+@contextmanager
+def consuming(queue_name: str) -> Iterator[None]:
+    """Count a worker of this process as a consumer of `queue_name` while the block runs."""
+    with _local_lock:
+        _local_consumers[queue_name] += 1
+    try:
+        yield
+    finally:
+        with _local_lock:
+            _local_consumers[queue_name] -= 1
+
+
 def queue_stats(conn: Connection, topology: Topology, api_url: str | None = None) -> list[QueueInfo]:
     """Every queue's depth and consumers now; rates too when the management API is given."""
+    in_memory = conn.transport.driver_type == "memory"
     infos = []
     for name, stage, kind in queue_names(topology):
         info = QueueInfo(name, stage, kind)
         found = depth(conn, name)
         if found is not None:
             info.messages, info.consumers = found
+            if in_memory:
+                with _local_lock:
+                    info.consumers = _local_consumers[name]
         infos.append(info)
     if api_url:
         try:

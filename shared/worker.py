@@ -31,7 +31,7 @@ from kombu import Connection, Consumer, Message
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from shared import metrics
-from shared.broker_admin import refresh_depth_gauges
+from shared.broker_admin import consuming, refresh_depth_gauges
 from shared.errors import is_transient
 from shared.events import BadEvent, Event, decode
 from shared.health import Heartbeat
@@ -106,7 +106,7 @@ class Worker:
                         on_message=self._on_message,
                         prefetch_count=self.settings.prefetch,
                     )
-                    with consumer:
+                    with consumer, consuming(self.topology.queue_name(self.stage)):
                         backoff = 1.0
                         log.info("consuming", extra={"queue": self.topology.queue_name(self.stage)})
                         while not self.stopping.is_set():
