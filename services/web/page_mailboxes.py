@@ -31,6 +31,7 @@ MAILBOX_CHECKBOXES = ("archive", "auto_reply", "enabled")
 OAUTH_FORM = mailbox_admin.OAUTH_FIELDS
 WRITE_ONLY = mailbox_admin.WRITE_ONLY
 SMTP_TEXT = ("host", "port", "security", "username", "password")
+MAILDIR_HINT = "Maildir: no port and no security (it is a folder on this server, not a connection)"
 PAGE_POLLS = 10  # the mailbox page's "Recent polls"; the API gives up to 100
 SMTP_FLOWS = [("refresh_token", "Paste a refresh token"), ("client_credentials", "Client credentials (app-only access)")]
 NEW_DEFAULTS = {"folder": "INBOX", "archive": True, "archive_folder": "deskmail_archive", "account_type": "imap",
@@ -116,10 +117,13 @@ def _form_context(conn: Any, mailbox_id: int | None, values: dict[str, Any]) -> 
     overrides = {}
     if mailbox_id is not None:
         overrides = {n: template_admin.view(conn, mailbox_id, n)["source"] for n in template_admin.NAMES}
+    default_port = mailbox_admin.DEFAULT_PORTS.get((kind, security), "")
     return {
+        "port_hint": f"blank: the usual port ({default_port})" if default_port else MAILDIR_HINT,
+        "maildir_hint": MAILDIR_HINT,
         "mailbox_id": mailbox_id, "values": values, "categories": categories.list_all(conn),
         "smtp_rows": mailbox_smtp.named(conn), "smtp_drawn_for": drawn_for,
-        "default_port": mailbox_admin.DEFAULT_PORTS.get((kind, security), ""),
+        "default_port": default_port,
         "default_ports": {f"{k}/{s}": p for (k, s), p in mailbox_admin.DEFAULT_PORTS.items()},
         "from_preview": mailbox_admin.preview_from_name(values.get("from_name") or ""),
         "template_names": template_admin.NAMES, "overrides": overrides, "smtp_flows": SMTP_FLOWS,

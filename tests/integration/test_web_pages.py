@@ -28,3 +28,14 @@ def test_custom_smtp_fields_save_and_send_a_test_mail(browser_client, app, smtp_
     sent = smtp_sink.messages
     assert len(sent) == 1 and b"Auto-Submitted: auto-generated" in sent[0].data
     assert b"From: ACME <a@x.test>" in sent[0].data
+
+
+def test_a_maildir_mailbox_page_has_no_empty_port_hint(browser_client, tmp_path):
+    saved = browser_client.post("/mailboxes/new", data={
+        "csrf_token": browser_client.csrf, "action": "save", "from_name": "Local", "address": "local@acme.test",
+        "account_type": "maildir", "host": str(tmp_path), "username": "local", "security": "none",
+        "folder": "INBOX", "enabled": "on", "poll_interval": "60", "max_per_poll": "500",
+        "max_message_bytes": "1000", "smtp_id": "system"}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text[:2000]
+    page = browser_client.get(saved.headers["location"].split("?")[0]).text
+    assert "usual port ()" not in page and "Maildir: no port" in page

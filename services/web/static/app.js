@@ -8,16 +8,18 @@
     return meta ? meta.content : "";
   }
 
-  // Port placeholder follows the account type and security (blank port = usual port).
+  // Port placeholder and hint follow the account type and security (blank port = usual port; Maildir: none).
   function wirePort() {
     var port = document.getElementById("port");
     var type = document.getElementById("account_type");
     var security = document.getElementById("security");
     if (!port || !type || !security) return;
     var ports = JSON.parse(port.dataset.defaultPorts || "{}");
+    var hint = document.getElementById("port-hint");
     function update() {
       var usual = ports[type.value + "/" + security.value];
       port.placeholder = usual ? String(usual) : "";
+      if (hint) hint.textContent = usual ? "blank: the usual port (" + usual + ")" : hint.dataset.maildir;
       var archive = document.getElementById("archive-options");
       if (archive) archive.classList.toggle("hidden", type.value !== "imap" && type.value !== "maildir");
     }
