@@ -206,3 +206,85 @@ def test_requests_list_and_detail_are_one_view_in_api_and_cli(api, app, capsys, 
     assert detail["people"] == ["ada@customer.example", "bob@customer.example"]
     assert cli(["requests", "list", "--status", "gone"]) == 2
     assert "error: status: must be one of open, closed, not 'gone'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("field", "cli_opt", "bad"), [
+    ("smtp_port", "smtp-port", "abc"),
+    ("smtp_host", "smtp-host", "smtp example"),
+    ("smtp_security", "smtp-security", "ssl"),
+])
+def test_the_smtp_section_gets_the_same_message_from_each(api, browser_client, refs, capsys, cli_env,
+                                                         field, cli_opt, bad):
+    address = "smtp@acme.test"
+    section = {"smtp_id": "custom", "smtp_host": "smtp.acme.test", "smtp_port": "587",
+               "smtp_security": "starttls", field: bad}
+    from_api = _via_api(api, address, refs, **section)
+    assert from_api.status_code == 422, from_api.text
+    message = from_api.json()["errors"][field]
+
+    page = browser_client.post("/mailboxes/new", data=_form(address, refs, browser_client.csrf, **section))
+    assert page.status_code == 422
+    shown = re.search(rf'<span class="field-error" id="{field}-error">(.*?)</span>', page.text, re.S)
+    assert shown and html.unescape(shown.group(1)) == message
+
+    options = {"smtp": "custom", "smtp-host": "smtp.acme.test", "smtp-port": "587", "smtp-security": "starttls",
+               cli_opt: bad}
+    code, out = _via_cli(capsys, address, **options)
+    assert code == 2
+    assert f"error: {field}: {message}" in out
+
+
+def test_changing_shared_smtp_settings_asks_the_same_from_each(api, browser_client, app, refs, capsys, cli_env):
+    mailbox = _via_api(api, "shares@acme.test", refs).json()["id"]  # sends with "relay"
+    _via_api(api, "other@acme.test", refs)
+    answer = api.patch(f"/api/v1/mailboxes/{mailbox}", json={"smtp_username": "someone-else"})
+    assert answer.status_code == 422
+    message = answer.json()["errors"]["smtp_edit"]
+    assert "other@acme.test" in message
+
+    from tests.integration.web_support import form_fields
+
+    form = form_fields(browser_client.get(f"/mailboxes/{mailbox}").text, f"/mailboxes/{mailbox}")
+    form.update(smtp_username="someone-else", action="save")
+    page = browser_client.post(f"/mailboxes/{mailbox}", data=form)
+    shown = re.search(r'<span class="field-error" id="smtp_edit-error">(.*?)</span>', page.text, re.S)
+    assert page.status_code == 422 and shown and html.unescape(shown.group(1)) == message
+
+    capsys.readouterr()
+    assert cli(["mailbox", "edit", str(mailbox), "--smtp-username", "someone-else"]) == 2
+    assert f"error: smtp_edit: {message}" in capsys.readouterr().err
+    assert cli(["mailbox", "edit", str(mailbox), "--smtp-username", "someone-else", "--smtp-edit", "copy"]) == 0
+    assert api.get(f"/api/v1/mailboxes/{mailbox}").json()["smtp"]["use"] == "custom"
+    with app.pool.connection() as conn:
+        assert conn.execute("SELECT username FROM smtp_settings WHERE id = %s",
+                            (refs["smtp_id"],)).fetchone()["username"] is None  # "relay" untouched
+
+
+def test_send_test_mail_accepts_and_refuses_alike(api, browser_client, app, refs, capsys, cli_env, smtp_sink):
+    with transaction(app.pool) as conn:
+        conn.execute("UPDATE smtp_settings SET host = %s, port = %s, security = 'none' WHERE id = %s",
+                     (smtp_sink.host, smtp_sink.port, refs["smtp_id"]))
+    mailbox = _via_api(api, "tests@acme.test", refs).json()["id"]
+    from_api = api.post(f"/api/v1/mailboxes/{mailbox}/test-mail", json={"test_to": "not-an-address"})
+    assert from_api.status_code == 422, from_api.text
+    message = from_api.json()["errors"]["test_to"]
+
+    from tests.integration.web_support import form_fields
+
+    form = form_fields(browser_client.get(f"/mailboxes/{mailbox}").text, f"/mailboxes/{mailbox}")
+    page = browser_client.post(f"/mailboxes/{mailbox}", data={**form, "action": "send_test",
+                                                              "test_to": "not-an-address"})
+    shown = re.search(r'<span class="field-error" id="test_to-error">(.*?)</span>', page.text, re.S)
+    assert page.status_code == 422 and shown and html.unescape(shown.group(1)) == message
+    capsys.readouterr()
+    assert cli(["mailbox", "test-mail", str(mailbox), "--to", "not-an-address"]) == 2
+    assert f"error: test_to: {message}" in capsys.readouterr().err
+
+    assert api.post(f"/api/v1/mailboxes/{mailbox}/test-mail", json={"test_to": "api@example.com"}).json()["ok"]
+    page = browser_client.post(f"/mailboxes/{mailbox}", data={**form, "action": "send_test",
+                                                              "test_to": "form@example.com"})
+    assert "test mail sent to form@example.com" in page.text
+    assert cli(["mailbox", "test-mail", str(mailbox), "--to", "cli@example.com"]) == 0
+    sent = smtp_sink.wait_for(3)
+    assert sorted(m.rcpt_tos[0] for m in sent) == ["api@example.com", "cli@example.com", "form@example.com"]
+    assert {m.message["Subject"] for m in sent} == {"Deskmail test mail"}
