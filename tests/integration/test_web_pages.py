@@ -39,3 +39,14 @@ def test_a_maildir_mailbox_page_has_no_empty_port_hint(browser_client, tmp_path)
     assert saved.status_code == 303, saved.text[:2000]
     page = browser_client.get(saved.headers["location"].split("?")[0]).text
     assert "usual port ()" not in page and "Maildir: no port" in page
+
+
+def test_a_new_mailbox_form_opens_without_errors_or_empty_results(browser_client):
+    # Found walking the pages: an empty "Folders:" heading on every form, and the
+    # From-name preview's "must not be empty" in red before anything was typed.
+    page = browser_client.get("/mailboxes/new").text
+    assert "Folders:" not in page and "field-error" not in page
+    form = {"csrf_token": browser_client.csrf, "action": "folders", "account_type": "pop3", "host": "h",
+            "username": "u", "security": "none", "folder": "INBOX", "smtp_id": "system"}
+    listed = browser_client.post("/mailboxes/new", data=form)
+    assert "Folders:" in listed.text and "<code>INBOX</code>" in listed.text
