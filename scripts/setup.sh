@@ -2,7 +2,7 @@
 # Sets up a machine to run and test Deskmail: a virtualenv with Deskmail in it,
 # and (with --test) what the integration tests need: PostgreSQL and RabbitMQ
 # (started if not already answering on their standard ports, installed from
-# Debian's packages if missing), Dovecot, and the deployment lint tools.
+# Debian's packages if missing), Dovecot, rspamd, and the deployment lint tools.
 # Idempotent: a second run only checks.
 #
 #   scripts/setup.sh          the virtualenv (enough for `deskmail demo`)
@@ -77,6 +77,7 @@ if [ "${1:-}" = "--test" ]; then
   ensure_postgres
   ensure_rabbitmq
   scripts/dovecot.sh start >/dev/null
+  scripts/rspamd.sh start >/dev/null   # the spam tests' rspamd (Bayes in the Redis on 6379)
   apt_install chromium   # the admin web's browser tests (driven by Playwright, never downloaded)
   PYTHON="$VENV/bin/python" scripts/install-deploy-tools.sh >/dev/null
 fi

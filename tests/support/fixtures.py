@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support import dovecot as dv
+from tests.support import rspamd as rs
 from tests.support.smtp import SmtpSink
 
 
@@ -48,6 +49,12 @@ def dovecot() -> DovecotServer:
     """The private Dovecot, started on first use (scripts/dovecot.sh start)."""
     dv.ensure_dovecot()
     return DovecotServer()
+
+
+@pytest.fixture(scope="session")
+def rspamd() -> rs.RspamdServer:
+    """The tests' private rspamd, started on first use (scripts/rspamd.sh start)."""
+    return rs.ensure_rspamd()
 
 
 @pytest.fixture
