@@ -57,6 +57,10 @@ class Settings:
     web_port: int = 8000
     web_forwarded_ips: str = "127.0.0.1"  # proxies trusted for X-Forwarded-Proto
     rabbitmq_api: str | None = None  # management API, for queue rates
+    rspamd_url: str | None = None  # rspamd's scanner (/checkv2); unset: no spam check of our own
+    rspamd_controller_url: str | None = None  # where learning goes; unset: rspamd_url
+    rspamd_password: str | None = None  # the controller's password, for learning
+    rspamd_timeout: float = 2.0  # seconds a batch waits for rspamd's verdicts at most
 
     @property
     def embedded(self) -> bool:
@@ -93,4 +97,8 @@ class Settings:
             web_forwarded_ips=env.get("DESKMAIL_WEB_FORWARDED_IPS", "127.0.0.1"),
             rabbitmq_api=env.get("DESKMAIL_RABBITMQ_API") or None,
             auto_reply_limits=env.get("DESKMAIL_AUTO_REPLY_LIMITS") or "10m:1,1h:5,1d:20",
+            rspamd_url=env.get("DESKMAIL_RSPAMD_URL") or None,
+            rspamd_controller_url=env.get("DESKMAIL_RSPAMD_CONTROLLER_URL") or None,
+            rspamd_password=env.get("DESKMAIL_RSPAMD_PASSWORD") or None,
+            rspamd_timeout=max(1, _int("DESKMAIL_RSPAMD_TIMEOUT_MS", 2000)) / 1000,
         )

@@ -10,4 +10,4 @@ from shared.worker import Worker
 
 @register("parser")
 def build(app: App) -> Worker:
-    return Worker(app.settings, app.topology, ParserHandler(app.pool))
+    return Worker(app.settings, app.topology, ParserHandler(app.pool, app.settings))

@@ -17,10 +17,12 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from services.parser.mime import parse_message
+from services.parser.verdicts import SpamStep, store
 from shared.db import transaction
 from shared.errors import Permanent
 from shared.events import MAIL_PARSED, MAIL_RECEIVED, Event
 from shared.mailboxes import own_addresses
+from shared.settings import Settings
 from shared.worker import Output
 
 OWN_ADDRESSES_TTL = 30.0
@@ -33,8 +35,9 @@ PIECE_BYTES = 4 * 1024 * 1024  # a mail bigger than this is read in pieces of th
 class ParserHandler:
     stage = "parse"
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, settings: Settings | None = None) -> None:
         self.pool = pool
+        self.spam = SpamStep(settings or Settings())  # verdicts.py: rspamd, upstream headers
         self._own: frozenset[str] = frozenset()
         self._own_at = 0.0
 
@@ -74,10 +77,12 @@ class ParserHandler:
                                    (list(info),)).fetchall()
         blobs: dict[str, tuple[str, int, bytes]] = {}
         parsed_rows = []
+        verdicts = self.spam.batch(conn, list(info))
         while rows:
-            raw_id, data = rows.pop()  # each raw mail is freed once parsed
+            raw_id, data = rows.pop()  # each raw mail is freed once parsed (and sent to rspamd)
             row = info[raw_id]
             parsed = parse_message(data, own_addresses=own)
+            verdicts.add(raw_id, data, parsed)
             del data
             if row["truncated"]:
                 parsed.defects.append(
@@ -101,6 +106,7 @@ class ParserHandler:
                 "INSERT INTO parsed_messages (raw_id, parsed) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 sorted(parsed_rows, key=lambda r: r[0]),
             )
+        store(conn, verdicts.rows())
 
 
 def _fetch_in_pieces(conn: Connection, raw_id: int) -> bytes:

@@ -30,6 +30,7 @@ from shared import metrics
 from shared.crypto import Keys
 from shared.db import transaction
 from shared.settings import Settings
+from shared.spam import decisions as spam_decisions
 from shared.staff_replies import announce
 from shared.topology import Topology
 from shared.worker import Worker
@@ -71,10 +72,14 @@ class Sweeper:
                 " AND updated_at < now() - make_interval(secs => %s))) ORDER BY id LIMIT 1000)"
                 " RETURNING id, request_id",
                 (self.grace, self.stale_sending)).fetchall()
+            released = spam_decisions.due(conn, self.grace)
         if due:
             announce(self.settings, self.topology, [(r["request_id"], r["id"]) for r in due])
             log.info("staff replies announced again", extra={"count": len(due)})
-        return len(due)
+        if released:  # spam and held mail released by an administrator (shared/spam/decisions.py)
+            spam_decisions.announce(self.settings, self.topology, released)
+            log.info("released mail announced again", extra={"count": len(released)})
+        return len(due) + len(released)
 
     def _give_up(self, conn: psycopg.Connection) -> None:
         rows = conn.execute(

@@ -140,6 +140,7 @@ class ReplierHandler:
             now = conn.execute("SELECT now() AS now").fetchone()["now"]
             choices = []
             for row, address, name, reason in decided:
+                reason = _filter_refusal(row) or reason
                 if reason is None:
                     parsed = (ParsedMessage.from_json(row["parsed"]) if row["parsed"]
                               else ParsedMessage(unparsed="no parsed form recorded"))
@@ -415,6 +416,15 @@ class ReplierHandler:
         metrics.NOT_SENT.labels(kind, state).inc()
 
 
+def _filter_refusal(row: dict[str, Any]) -> str | None:
+    """What the ticketer's filters decided (services/ticketer/filtering.py): spam, a rule, DMARC."""
+    if row["spam"]:
+        return f"spam ({row['spam_reason']})" if row["spam_reason"] else "spam"
+    if row["no_auto_reply"]:
+        return f"no auto-reply: {row['no_auto_reply']}"
+    return None
+
+
 def _recipient(row: dict[str, Any]) -> tuple[str, str, str | None]:
     """(address, name, refusal) of whom an auto-reply goes to: Reply-To, else From."""
     parsed = row["parsed"] or {}
@@ -434,6 +444,7 @@ def _recipient(row: dict[str, Any]) -> tuple[str, str, str | None]:
 
 _DECIDE_SQL = """
 SELECT e.request_id, e.history_id, r.mailbox_id, m.auto_reply, m.removed_at,
+       r.spam, r.spam_reason, r.no_auto_reply,
        c.address AS customer_address, c.name AS customer_name, p.parsed
 FROM unnest(%s::bigint[], %s::bigint[]) AS e(request_id, history_id)
 JOIN requests r ON r.id = e.request_id

@@ -139,8 +139,11 @@ class Threads:
                 self.people[row["id"]] = people
         return self
 
-    def decide(self, parsed: ParsedMessage) -> Match | None:
-        """The request this mail belongs to by rules 1 and 2, or None for a new request."""
+    def decide(self, parsed: ParsedMessage, *, allow_tag: bool = True) -> Match | None:
+        """The request this mail belongs to by rules 1 and 2, or None for a new request.
+
+        `allow_tag` False (the sender failed DMARC): rule 2 does not apply.
+        """
         for mid in thread_ids(parsed):
             signed = request_id_from_message_id(mid, self.msgid_key)
             if signed is not None and signed in self.existing:
@@ -153,7 +156,7 @@ class Threads:
             if found is not None:
                 return Match(found, "reply-first")
         sender = parsed.from_.address.lower() if parsed.from_ and parsed.from_.address else ""
-        if sender:
+        if sender and allow_tag:
             for number in self.tag_re.findall(parsed.subject):
                 request_id = int(number)
                 if request_id in self.existing and sender in self.people.get(request_id, ()):

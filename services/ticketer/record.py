@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from services.ticketer.conversation import Match, Threads, conversation_keys, people_of, thread_ids
+from services.ticketer.filtering import Filters, Held, NewRequest
 from shared.parsed import ParsedMessage
 
 
@@ -46,6 +47,7 @@ class Outcome:
     created: bool
     automatic: str | None
     rule: str | None = None  # which threading rule matched, None for a new request
+    held: str | None = None  # blocked | discarded: no request, the mail waits in held_mail
 
 
 @dataclass
@@ -55,6 +57,7 @@ class _Planned:
     new: bool
     match: Match | None
     people: set[str] = field(default_factory=set)
+    made: NewRequest | None = None  # what the filters decided for a new request
 
 
 def lock_conversations(conn: psycopg.Connection, mails: list[tuple[int, ParsedMessage]]) -> None:
@@ -75,12 +78,14 @@ def existing_outcomes(conn: psycopg.Connection, raw_ids: list[int]) -> dict[int,
     """Outcomes already recorded for these raw messages (a redelivery): published again as they were."""
     found: dict[int, Outcome] = {}
     for row in conn.execute(
-        "SELECT raw_id, id, request_id, outcome, automatic FROM history WHERE raw_id = ANY(%(r)s)"
-        " UNION ALL SELECT raw_id, NULL, NULL, NULL, kind FROM unmatched_mail WHERE raw_id = ANY(%(r)s)",
+        "SELECT raw_id, id, request_id, outcome, automatic, NULL AS held FROM history WHERE raw_id = ANY(%(r)s)"
+        " UNION ALL SELECT raw_id, NULL, NULL, NULL, kind, NULL FROM unmatched_mail WHERE raw_id = ANY(%(r)s)"
+        " UNION ALL SELECT raw_id, NULL, NULL, NULL, NULL, kind FROM held_mail"
+        " WHERE raw_id = ANY(%(r)s) AND released_at IS NULL",
         {"r": raw_ids},
     ):
         found[row["raw_id"]] = Outcome(row["raw_id"], row["request_id"], row["id"],
-                                       row["outcome"] == "created", row["automatic"])
+                                       row["outcome"] == "created", row["automatic"], held=row["held"])
     return found
 
 
@@ -89,17 +94,27 @@ def _is_bounce(parsed: ParsedMessage) -> bool:
 
 
 def record_batch(conn: psycopg.Connection, mails: list[Mail], *, msgid_key: bytes,
-                 tag_re: re.Pattern[str], own: frozenset[str]) -> list[Outcome]:
-    """Record mails that have no outcome yet, in order; return one outcome per mail."""
+                 tag_re: re.Pattern[str], own: frozenset[str], filters: Filters | None = None
+                 ) -> list[Outcome]:
+    """Record mails that have no outcome yet, in order; return one outcome per mail.
+
+    `filters` (filtering.py): sender lists, spam, DMARC and mail rules; None records every mail.
+    """
     if not mails:
         return []
     threads = Threads.load(conn, (m.parsed for m in mails if m.parsed.unparsed is None), msgid_key, tag_re)
     planned: list[_Planned] = []
     unmatched: list[tuple[Mail, str]] = []
+    held: list[tuple[Mail, Held]] = []
     next_placeholder = -1
     for mail in mails:
         parsed = mail.parsed
+        hold = filters.held_by_lists(mail.raw_id, mail.mailbox_id, parsed) if filters else None
+        if hold is not None:
+            held.append((mail, hold))
+            continue
         people = people_of(parsed, own) if parsed.unparsed is None else set()
+        made: NewRequest | Held | None = None
         if parsed.unparsed is not None:
             match = None  # nothing in it can be trusted to thread by
         elif _is_bounce(parsed):
@@ -109,7 +124,12 @@ def record_batch(conn: psycopg.Connection, mails: list[Mail], *, msgid_key: byte
                 continue
             people = set()  # a mailer-daemon is nobody's conversation partner
         else:
-            match = threads.decide(parsed)
+            match = threads.decide(parsed, allow_tag=not (filters and filters.dmarc_failed(mail.raw_id)))
+            if match is None and filters is not None:  # unparsed mail skips them: it must reach a person
+                made = filters.new_request(mail.raw_id, mail.mailbox_id, mail.category_id, parsed)
+                if isinstance(made, Held):
+                    held.append((mail, made))
+                    continue
         if match is None:
             request_id, next_placeholder = next_placeholder, next_placeholder - 1
             # The customer is on the conversation even when Reply-To/From is odd.
@@ -117,11 +137,17 @@ def record_batch(conn: psycopg.Connection, mails: list[Mail], *, msgid_key: byte
                 people.add(parsed.from_.address.lower())
         else:
             request_id = match.request_id
-        planned.append(_Planned(mail, request_id, match is None, match, people))
+        planned.append(_Planned(mail, request_id, match is None, match, people, made))
         if parsed.unparsed is None:
             threads.remember(parsed, request_id, new=match is None, people=people)
     outcomes = _write(conn, planned)
     outcomes += _write_unmatched(conn, unmatched)
+    outcomes += _write_held(conn, held)
+    if filters is not None and filters.released:
+        conn.execute(
+            "UPDATE held_mail m SET request_id = h.request_id FROM history h"
+            " WHERE h.raw_id = m.raw_id AND m.raw_id = ANY(%s) AND m.request_id IS NULL",
+            (sorted(filters.released),))
     return outcomes
 
 
@@ -156,14 +182,21 @@ def _write(conn: psycopg.Connection, planned: list[_Planned]) -> list[Outcome]:
     with conn.cursor() as cur:
         # Rows with ids of their own (new requests, history, attachments) cannot
         # collide with another transaction's: COPY, the cheapest way in.
-        new_rows = [
-            (p.request_id, p.mail.mailbox_id, p.mail.category_id,
-             customers.get(p.mail.parsed.from_.address.lower()) if _person(p) else None,
-             _subject(p.mail.parsed)[:1000], p.mail.parsed.unparsed is not None)
-            for p in planned if p.new
-        ]
+        new_rows = []
+        notes = []
+        for p in planned:
+            if not p.new:
+                continue
+            made = p.made or NewRequest(p.mail.category_id)
+            new_rows.append(
+                (p.request_id, p.mail.mailbox_id, made.category_id,
+                 customers.get(p.mail.parsed.from_.address.lower()) if _person(p) else None,
+                 _subject(p.mail.parsed)[:1000], p.mail.parsed.unparsed is not None,
+                 made.status, made.spam_reason is not None, made.spam_reason, made.no_auto_reply))
+            notes += [(p.request_id, "note", "filters", line, "Deskmail") for line in made.notes]
         if new_rows:
-            _copy(cur, "requests (id, mailbox_id, category_id, customer_id, subject, unparsed)", new_rows)
+            _copy(cur, "requests (id, mailbox_id, category_id, customer_id, subject, unparsed, status,"
+                       " spam, spam_reason, no_auto_reply)", new_rows)
         # A person's mail reopens a closed request; automatic mail (out-of-office,
         # bounces) is only recorded. Rows are locked in id order first (no deadlocks).
         touched: dict[int, bool] = {}
@@ -209,6 +242,8 @@ def _write(conn: psycopg.Connection, planned: list[_Planned]) -> list[Outcome]:
         if attachment_rows:
             _copy(cur, "attachments (history_id, sha256, filename, content_type, size, content_id, inline)",
                   attachment_rows)
+        if notes:  # after the mails' own entries: what the filters decided, in order
+            _copy(cur, "history (request_id, kind, subject, body_text, author)", notes)
         if originals:
             _attach_originals(cur, originals)
         _add_people(cur, planned)
@@ -358,3 +393,17 @@ def _write_unmatched(conn: psycopg.Connection, unmatched: list[tuple[Mail, str]]
             rows,
         )
     return [Outcome(m.raw_id, None, None, False, m.parsed.automatic or "bounce") for m, _ in unmatched]
+
+
+def _write_held(conn: psycopg.Connection, held: list[tuple[Mail, Held]]) -> list[Outcome]:
+    """Mail that makes no request: kept in held_mail with its reason (raw_id: one row per mail)."""
+    if not held:
+        return []
+    rows = [(mail.raw_id, mail.mailbox_id, h.kind, h.reason,
+             mail.parsed.from_.address if mail.parsed.from_ else None, mail.parsed.subject[:1000])
+            for mail, h in sorted(held, key=lambda x: x[0].raw_id)]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO held_mail (raw_id, mailbox_id, kind, reason, from_address, subject)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (raw_id) DO NOTHING", rows)
+    return [Outcome(m.raw_id, None, None, False, m.parsed.automatic, held=h.kind) for m, h in held]

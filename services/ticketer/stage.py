@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from prometheus_client import Counter
 from psycopg_pool import ConnectionPool
 
+from services.ticketer.filtering import Filters
 from services.ticketer.record import (
     Mail,
     Outcome,
@@ -48,7 +49,8 @@ OWN_ADDRESSES_TTL = 30.0
 
 MAILS = Counter(
     "deskmail_ticketer_mails",
-    "Mails the ticketer recorded, by what they did (created, updated, unmatched, redelivered)",
+    "Mails the ticketer recorded, by what they did (created, updated, unmatched, blocked, discarded,"
+    " redelivered)",
     ["outcome"],
 )
 
@@ -94,8 +96,9 @@ class TicketerHandler:
             lock_conversations(conn, [(m.raw_id, m.parsed) for m in mails])
             done = existing_outcomes(conn, raw_ids)
             todo = [m for m in mails if m.raw_id not in done]
+            filters = Filters.load(conn, [(m.raw_id, m.mailbox_id) for m in todo]) if todo else None
             recorded = {o.raw_id: o for o in record_batch(
-                conn, todo, msgid_key=self.msgid_key, tag_re=self.tag_re, own=own)}
+                conn, todo, msgid_key=self.msgid_key, tag_re=self.tag_re, own=own, filters=filters)}
             conn.execute(
                 "UPDATE remote_messages SET state = 'committed', updated_at = now()"
                 " WHERE raw_id = ANY(%s) AND state IN ('stored', 'published')",
@@ -117,6 +120,10 @@ class TicketerHandler:
     def _count(self, outcome: Outcome, *, redelivered: bool) -> None:
         if redelivered:
             MAILS.labels("redelivered").inc()
+        elif outcome.held is not None:
+            MAILS.labels(outcome.held).inc()
+            log.info("mail held: no request (deskmail held list)",
+                     extra={"raw_id": outcome.raw_id, "held": outcome.held})
         elif outcome.request_id is None:
             MAILS.labels("unmatched").inc()
             log.warning(

@@ -19,6 +19,7 @@ from shared import mailboxes, smtp_settings
 from shared.db import transaction
 from shared.events import MAIL_RECEIVED, Event
 from shared.mailserver.smtp import Sender
+from shared.settings import Settings
 from tests.support.mailstore import store_mail
 from tests.support.smtp import SmtpSink
 
@@ -59,11 +60,14 @@ def mail(sender: str, to: str, subject: str = "Printer broken", *, headers: str 
     return text.encode()
 
 
-def ingest(app: App, mailbox_id: int, *raws: bytes) -> list[Event]:
-    """Store raw mail like the fetcher, parse and ticket it; return the replier's events."""
+def ingest(app: App, mailbox_id: int, *raws: bytes, settings: Settings | None = None) -> list[Event]:
+    """Store raw mail like the fetcher, parse and ticket it; return the replier's events.
+
+    `settings`: the parser's (rspamd on or off); default the app's.
+    """
     events = [Event(MAIL_RECEIVED, {"raw_id": store_mail(app.pool, mailbox_id, raw), "mailbox_id": mailbox_id})
               for raw in raws]
-    parsed = [e for _, e in ParserHandler(app.pool).handle(events)]
+    parsed = [e for _, e in ParserHandler(app.pool, settings or app.settings).handle(events)]
     return [e for _, e in TicketerHandler(app.pool, app.keys.message_id_key).handle(parsed)]
 
 

@@ -1,0 +1,1 @@
+"""Spam verdicts: rspamd's HTTP API, upstream servers' verdict headers, DMARC."""
