@@ -161,9 +161,9 @@ def due(conn: psycopg.Connection, grace_seconds: float, limit: int = 1000) -> li
 def teach(pool: ConnectionPool, settings: Settings, training_ids: list[int]) -> list[dict[str, Any]]:
     """Send the decisions to rspamd's controller; record and return each outcome.
 
-    Without DESKMAIL_RSPAMD_URL nothing is sent (learned stays NULL). A failure
-    is recorded (learned false, the reason) and returned, never raised: the
-    decision itself is already committed.
+    Without DESKMAIL_RSPAMD_URL nothing is sent (learned stays NULL). A failure,
+    or rspamd declining (too short to learn), is recorded (learned false, the
+    reason) and returned, never raised: the decision itself is already committed.
     """
     if not training_ids:
         return []
@@ -180,7 +180,7 @@ def teach(pool: ConnectionPool, settings: Settings, training_ids: list[int]) -> 
             learned, outcome = None, "rspamd is not configured (DESKMAIL_RSPAMD_URL)"
         else:
             try:
-                learned, outcome = True, client.learn(bytes(row["data"]), spam=row["verdict"] == "spam")
+                learned, outcome = client.learn(bytes(row["data"]), spam=row["verdict"] == "spam")
             except RspamdError as exc:
                 learned, outcome = False, str(exc)
         results.append({"id": row["id"], "verdict": row["verdict"], "learned": learned, "outcome": outcome})

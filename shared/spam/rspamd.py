@@ -91,15 +91,17 @@ class Rspamd:
 
     # -- learning ------------------------------------------------------------
 
-    def learn(self, raw: bytes, *, spam: bool) -> str:
-        """Teach rspamd's Bayes that `raw` is spam (or not); returns what rspamd said."""
+    def learn(self, raw: bytes, *, spam: bool) -> tuple[bool, str]:
+        """Teach rspamd's Bayes that `raw` is spam (or not): (learned, what rspamd said)."""
         path = "/learnspam" if spam else "/learnham"
         headers = {"Password": self.password} if self.password else {}
         status, body = self._post(self.controller, path, raw, headers, None)
         if status == 200:
-            return f"learned as {'spam' if spam else 'ham'}"
+            return True, f"learned as {'spam' if spam else 'ham'}"
         if status == 208:  # the same mail was learned before: nothing to do
-            return _error_text(body) or "already learned"
+            return True, _error_text(body) or "already learned"
+        if status == 204:  # rspamd declined: too few words for Bayes (its log says which)
+            return False, "rspamd did not learn it (HTTP 204: too few words for its Bayes filter)"
         if status in (401, 403):
             raise RspamdError("rspamd's controller refused the password"
                               " (DESKMAIL_RSPAMD_PASSWORD)")
