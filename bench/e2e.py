@@ -2,6 +2,7 @@
 
     python bench/e2e.py            # 10,000 mails (about 5 minutes)
     python bench/e2e.py --quick    # 1,000 mails, shorter phases (about a minute)
+    python bench/e2e.py --rspamd --rules 50   # every mail checked by rspamd, 50 mail rules
 
 Needs PostgreSQL and RabbitMQ on 127.0.0.1 (TEST_DATABASE_URL, TEST_AMQP_URL
 override them) and the private Dovecot (scripts/dovecot.sh start). Each run
@@ -226,8 +227,8 @@ def delete_queues(prefix: str) -> None:
                 exchange.bind(channel).delete()
 
 
-def configure(url: str, sink_port: int, user: str, *, system_smtp: bool = True) -> int:
-    """The system SMTP pointing at the sink, and an IMAP mailbox for `user`; its id."""
+def configure(url: str, sink_port: int, user: str, *, system_smtp: bool = True, rules: int = 0) -> int:
+    """The system SMTP pointing at the sink, an IMAP mailbox for `user` and `rules` mail rules; its id."""
     keys = Keys(SECRET)
     with psycopg.connect(url, row_factory=dict_row) as conn:
         if system_smtp:
@@ -239,8 +240,61 @@ def configure(url: str, sink_port: int, user: str, *, system_smtp: bool = True) 
             "archive": True, "archive_folder": "Archive", "auto_reply": True, "poll_interval": 1,
             "max_per_poll": 2000, "max_message_bytes": 64 * 1024 * 1024,
         }, PASSWORD)
+        add_rules(conn, mailbox_id, rules)
         conn.commit()
     return mailbox_id
+
+
+def bench_rules(count: int) -> list[dict]:
+    """`count` mail rules of every kind an administrator writes, cycling through ten shapes.
+
+    Most match little of the mix, as in life; each matching one sets a category. Header
+    and recipient conditions make the ticketer read each mail's head as well.
+    """
+    words = ["invoice", "refund", "password", "delivery", "urgent", "login", "order", "cancel",
+             "warranty", "upgrade", "quote", "contract", "outage", "backup", "license"]
+    shapes = [
+        lambda w: [{"field": "subject", "op": "contains", "value": w}],
+        lambda w: [{"field": "body", "op": "regex", "value": rf"\b{w}\s+(no\.?|number|#)\s*\d{{3,}}"}],
+        lambda w: [{"field": "from", "op": "contains", "value": f"@{w}.example"}],
+        lambda w: [{"field": "recipient", "op": "equals", "value": f"{w}@example.test"}],
+        lambda w: [{"field": "header", "header": "X-Mailer", "op": "contains", "value": w}],
+        lambda w: [{"field": "subject", "op": "regex", "value": rf"^(re|fwd?):\s*{w}"},
+                   {"field": "attachments", "value": True}],
+        lambda w: [{"field": "body", "op": "contains", "value": f"{w} request"},
+                   {"field": "automatic", "value": False}],
+        lambda w: [{"field": "cc", "op": "contains", "value": w}],
+        lambda w: [{"field": "subject", "op": "equals", "value": w}],
+        lambda w: [{"field": "body", "op": "contains", "value": w, "negate": True},
+                   {"field": "subject", "op": "contains", "value": f"[{w}]"}],
+    ]
+    out = []
+    for i in range(count):
+        word = words[i % len(words)]
+        out.append({"name": f"bench {i + 1}: {word}", "match": "all", "conditions": shapes[i % len(shapes)](word),
+                    "actions": [{"action": "category", "value": f"Bench {word}"}]})
+    return out
+
+
+def add_rules(conn: psycopg.Connection, mailbox_id: int, count: int) -> None:
+    from psycopg.types.json import Jsonb
+
+    from shared.filters.rules import clean
+
+    for position, values in enumerate(bench_rules(count), start=1):
+        rule = clean(values)
+        conn.execute("INSERT INTO mail_rules (mailbox_id, position, name, match, conditions, actions)"
+                     " VALUES (%s, %s, %s, %s, %s, %s)",
+                     (mailbox_id if position % 2 else None, position, rule["name"], rule["match"],
+                      Jsonb(rule["conditions"]), Jsonb(rule["actions"])))
+
+
+def rspamd_env() -> dict[str, str]:
+    """The tests' rspamd (scripts/rspamd.sh), started if need be: its DESKMAIL_RSPAMD_* settings."""
+    script = ROOT / "scripts" / "rspamd.sh"
+    subprocess.run(["bash", str(script), "start"], check=True, stdout=subprocess.DEVNULL)
+    out = subprocess.run(["bash", str(script), "env"], check=True, capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
 _COUNTS_SQL = """
@@ -250,10 +304,14 @@ SELECT (SELECT count(*) FROM raw_messages WHERE mailbox_id = %(m)s) AS stored,
        (SELECT count(*) FROM history h JOIN raw_messages r ON r.id = h.raw_id
          WHERE r.mailbox_id = %(m)s AND h.kind = 'incoming')
      + (SELECT count(*) FROM unmatched_mail u JOIN raw_messages r ON r.id = u.raw_id
-         WHERE r.mailbox_id = %(m)s) AS ticketed,
+         WHERE r.mailbox_id = %(m)s)
+     + (SELECT count(*) FROM held_mail WHERE mailbox_id = %(m)s) AS ticketed,
        (SELECT count(*) FROM history h JOIN requests q ON q.id = h.request_id
          WHERE q.mailbox_id = %(m)s AND h.kind = 'incoming' AND h.outcome = 'created'
-           AND h.automatic IS NULL) AS due,
+           AND h.automatic IS NULL AND NOT q.spam AND q.no_auto_reply IS NULL) AS due,
+       (SELECT count(*) FROM requests WHERE mailbox_id = %(m)s AND spam) AS spam,
+       (SELECT count(*) FROM spam_verdicts v JOIN raw_messages r ON r.id = v.raw_id
+         WHERE r.mailbox_id = %(m)s AND v.state = 'unchecked') AS unchecked,
        (SELECT count(*) FROM outgoing_mail o JOIN requests q ON q.id = o.request_id
          WHERE q.mailbox_id = %(m)s AND o.kind = 'auto_reply' AND o.state = 'sent') AS sent,
        (SELECT count(*) FROM outgoing_mail o JOIN requests q ON q.id = o.request_id
@@ -468,7 +526,7 @@ def throughput_phase(args: argparse.Namespace, url: str, sink: Sink, procs: Proc
           f" in {time.perf_counter() - started:.1f} s", flush=True)
     probes = {} if args.no_limits else measure_limits(user, sample, n, sink, url)
     del sample
-    mailbox_id = configure(url, sink.port, user)
+    mailbox_id = configure(url, sink.port, user, rules=args.rules)
     sink_base = sink.count
     watch = ServerWatch(conninfo_to_dict(url)["dbname"]).start()
     watch_holder.append(watch)
@@ -602,8 +660,9 @@ def report(tp: dict, lat: dict | None, big: float | None, peak: dict[str, ProcUs
         print(f"   WARNING: the database did not answer {len(OUTAGES)} time(s) during the run (first:"
               f" {OUTAGES[0]}); another process restarted it? The figures include that outage.")
     c = tp["counts"]
-    print(f"   {c['ticketed']} mails ticketed, {c['due']} new requests, {c['sent']} auto-replies sent"
-          f" ({c['not_sent']} failed/unknown/skipped), {c['archived']} archived, INBOX empty")
+    print(f"   {c['ticketed']} mails ticketed, {c['due']} new requests due an auto-reply, {c['sent']} auto-replies"
+          f" sent ({c['not_sent']} failed/unknown/skipped), {c['archived']} archived, INBOX empty;"
+          f" {c['spam']} spam requests, {c['unchecked']} mails not checked by rspamd")
     busy, available = tp["watch"].machine_busy()
     servers = tp["watch"].cpu_seconds()
     total_stage_cpu = sum(u.cpu_seconds for u in tp["usage"].values())
@@ -680,6 +739,9 @@ def main() -> None:
     parser.add_argument("--staged", action="store_true",
                         help="first run each stage alone on the backlog (its own throughput), then the rest")
     parser.add_argument("--keep-logs", action="store_true", help="keep the stages' logs (printed path)")
+    parser.add_argument("--rspamd", action="store_true",
+                        help="check every mail with the tests' rspamd (scripts/rspamd.sh start)")
+    parser.add_argument("--rules", type=int, default=0, help="mail rules on the throughput mailbox (e.g. 50)")
     args = parser.parse_args()
     if args.quick:
         args.n, args.latency_seconds = 1000, 8.0
@@ -688,13 +750,14 @@ def main() -> None:
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="deskmail-e2e-"))
     prefix = f"bench.e2e.{uuid.uuid4().hex[:8]}"
-    print(f"Deskmail end-to-end benchmark: {cores} cores, seed {args.seed}, {time.strftime('%Y-%m-%d %H:%M')}",
-          flush=True)
+    print(f"Deskmail end-to-end benchmark: {cores} cores, seed {args.seed}, {time.strftime('%Y-%m-%d %H:%M')},"
+          f" rspamd {'on' if args.rspamd else 'off'}, {args.rules} mail rules", flush=True)
+    spam_env = rspamd_env() if args.rspamd else {}
     lat = big = emb = None
     watch_holder: list[ServerWatch] = []
     try:
         with Sink() as sink, scratch_database() as url:
-            env = stage_env(DATABASE_URL=url, AMQP_URL=AMQP_URL, DESKMAIL_QUEUE_PREFIX=prefix)
+            env = stage_env(DATABASE_URL=url, AMQP_URL=AMQP_URL, DESKMAIL_QUEUE_PREFIX=prefix, **spam_env)
             procs = Processes(env, work)
             try:
                 tp = throughput_phase(args, url, sink, procs, watch_holder)

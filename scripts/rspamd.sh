@@ -111,9 +111,10 @@ logging {
   filename = "$LOG";
   level = "notice";
 }
+# One scanner process per core, as rspamd's documentation advises.
 worker "normal" {
   bind_socket = "$HOST:$PORT";
-  count = 1;
+  count = $(nproc);
   .include "\$CONFDIR/worker-normal.inc"
 }
 # No secure_ip: learning needs the password even from loopback, as it would

@@ -77,9 +77,11 @@ class Filters:
             "SELECT id, spam_threshold FROM mailboxes WHERE id = ANY(%s)", (mailbox_ids,))}
         released = {r["raw_id"] for r in conn.execute(
             "SELECT raw_id FROM held_mail WHERE raw_id = ANY(%s) AND released_at IS NOT NULL", (raw_ids,))}
-        # Headers only for mailboxes that have a rule needing them.
-        wanting = {m for m in mailbox_ids if any(r.needs_headers for r in rules.get(None, []) + rules.get(m, []))}
-        headers = read_headers(conn, [r for r, m in mails if m in wanting])
+        # Headers only for mailboxes that have a rule reading them, and only those fields.
+        wanted = {m: set().union(*(r.headers for r in rules.get(None, []) + rules.get(m, [])))
+                  for m in mailbox_ids}
+        names = set().union(*wanted.values()) if wanted else set()
+        headers = read_headers(conn, [r for r, m in mails if wanted.get(m)], names)
         return cls(SenderLists.load(conn), rules, verdicts, thresholds, released, headers, conn)
 
     # -- 1. sender lists -------------------------------------------------------

@@ -3,14 +3,14 @@
 The ticketer reads the facts of each batch's new mails, the admin's dry run
 those of a mailbox's last mails: the same reading, so a dry run shows what
 the ticketer would do. Headers (for `header` and `recipient` conditions) are
-read from the raw mail's first HEAD_BYTES only when some rule needs them.
+read from the raw mail's first HEAD_BYTES only when some rule needs them, and
+only the ones rules name.
 """
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import re
+from email.header import decode_header, make_header
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -21,6 +21,7 @@ from shared.spam.verdict import Verdict
 
 HEAD_BYTES = 64 * 1024
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_FOLD = re.compile(rb"\r?\n[ \t]+")
 _ADDRESS = re.compile(r"[^\s<>\"',;:()]+@[^\s<>\"',;:()]+")
 
 
@@ -35,28 +36,45 @@ def _forms(addresses: list[Address]) -> list[str]:
     return out
 
 
-def read_headers(conn: psycopg.Connection, raw_ids: list[int]) -> dict[int, dict[str, list[str]]]:
-    """raw_id -> lower-cased header name -> decoded values, from each mail's head."""
-    if not raw_ids:
+def read_headers(conn: psycopg.Connection, raw_ids: list[int], wanted: set[str]
+                 ) -> dict[int, dict[str, list[str]]]:
+    """raw_id -> lower-cased header name -> decoded values, for the `wanted` names only.
+
+    The head is split by hand and only wanted fields are decoded (RFC 2047):
+    the email package's full header parsing costs about 0.8 ms a mail, this
+    a few microseconds.
+    """
+    if not raw_ids or not wanted:
         return {}
-    parser = email.parser.BytesHeaderParser(policy=email.policy.default)
     out: dict[int, dict[str, list[str]]] = {}
     with conn.cursor(binary=True, row_factory=tuple_row) as cur:
         rows = cur.execute("SELECT id, substring(data FROM 1 FOR %s) FROM raw_messages WHERE id = ANY(%s)",
                            (HEAD_BYTES, raw_ids)).fetchall()
     for raw_id, head in rows:
-        head = bytes(head)
-        end = _HEAD_END.search(head)
-        message = parser.parsebytes(head[: end.start()] if end else head)
-        headers: dict[str, list[str]] = {}
-        for name, value in message.items():
-            try:
-                text = str(value)
-            except Exception:  # noqa: BLE001 - a header the policy cannot decode: its raw form
-                text = str(getattr(value, "_value", ""))
-            headers.setdefault(name.lower(), []).append(text)
-        out[raw_id] = headers
+        out[raw_id] = parse_headers(bytes(head), wanted)
     return out
+
+
+def parse_headers(raw: bytes, wanted: set[str]) -> dict[str, list[str]]:
+    head = raw[:HEAD_BYTES]
+    end = _HEAD_END.search(head)
+    head = _FOLD.sub(b" ", head[: end.start()] if end else head)
+    headers: dict[str, list[str]] = {}
+    for line in head.split(b"\n"):
+        name, colon, value = line.partition(b":")
+        key = name.strip().decode("latin-1").lower()
+        if colon and key in wanted:
+            headers.setdefault(key, []).append(_decode(value.strip().decode("utf-8", "replace")))
+    return headers
+
+
+def _decode(value: str) -> str:
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):  # a broken encoded word: as written
+        return value
 
 
 def facts_of(parsed: ParsedMessage, verdict: Verdict | None,

@@ -90,8 +90,15 @@ class Rule:
     position: int = 0
 
     @property
-    def needs_headers(self) -> bool:
-        return any(c.field in ("header", "recipient") for c in self.conditions)
+    def headers(self) -> set[str]:
+        """The header fields (lower case) this rule's conditions read."""
+        names: set[str] = set()
+        for c in self.conditions:
+            if c.field == "header" and c.header:
+                names.add(c.header.lower())
+            elif c.field == "recipient":
+                names.update(RECIPIENT_HEADERS)
+        return names
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Rule:
