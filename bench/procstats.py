@@ -55,9 +55,10 @@ class ServerWatch(threading.Thread):
     Other test runs may share these servers. PostgreSQL is counted for this
     run alone: the backends connected to `database` plus the cluster's own
     background processes (WAL writer, checkpointer...), found under the
-    postmaster whose command line names `pgdata`. RabbitMQ (beam.smp) and
-    Dovecot (the master started with `dovecot_conf`, and its children) are
-    counted whole: their figures include whatever else used them meanwhile.
+    postmaster whose command line names `pgdata`. rspamd (bench/e2e.py
+    --rspamd), RabbitMQ (beam.smp) and Dovecot (the master started with
+    `dovecot_conf`, and its children) are counted whole: their figures
+    include whatever else used them meanwhile.
     """
 
     def __init__(self, database: str, pgdata: str = "/var/lib/postgresql",
@@ -112,6 +113,8 @@ class ServerWatch(threading.Thread):
                             members[child.pid] = self._backend_label(title, ports)
                 elif name == "beam.smp":
                     members[proc.pid] = "rabbitmq (shared)"
+                elif name == "rspamd" or cmdline.startswith("rspamd: "):  # it renames its processes
+                    members[proc.pid] = "rspamd (shared)"
                 elif name == "dovecot" and self.dovecot_conf in cmdline:
                     members[proc.pid] = "dovecot (shared)"
                     for child in proc.children(recursive=True):

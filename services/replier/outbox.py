@@ -42,7 +42,8 @@ _SWEEP_LOCK = 72_616_005  # one replica sweeps at a time (pg_try_advisory_xact_l
 
 
 class Sweeper:
-    """Announces staff replies whose reply.queued event got lost; gives up on very old ones."""
+    """Announces staff replies whose reply.queued event got lost, gives up on very old ones,
+    and announces again released spam and held mail whose wake-up got lost (shared/spam/decisions.py)."""
 
     def __init__(self, settings: Settings, pool: ConnectionPool, topology: Topology, *,
                  interval: float | None = None, grace: float | None = None,
