@@ -196,3 +196,27 @@ def test_block_and_allow_lists(app, box, rspamd, smtp_sink):
     assert [r["raw_id"] for r in rows(app, "SELECT raw_id FROM spam_verdicts")] == [held["raw_id"]]
     replier(app).handle([first, *partner, *trusted])
     assert len(smtp_sink.wait_for(3)) == 3
+
+
+def test_a_dry_run_shows_what_a_rule_would_have_done_and_writes_nothing(app, box):
+    from shared.filters.dry_run import dry_run
+    from shared.mailboxes import InvalidSetting
+
+    ingest(app, box, mail("ada@customer.example", DESK, "Invoice 17 overdue"),
+           mail("bob@customer.example", DESK, "Printer", headers="X-Priority: 1\r\n"),
+           mail("cy@customer.example", DESK, "invoice 18"))
+    values = {"name": "Invoices", "match": "any", "conditions": [
+        {"field": "subject", "op": "regex", "value": r"invoice \d+"},
+        {"field": "header", "header": "X-Priority", "op": "equals", "value": "1"}],
+        "actions": [{"action": "category", "value": "Billing"}]}
+    with app.pool.connection() as conn:
+        result = dry_run(conn, box, values, last=2)
+        assert [(r["from"], r["matched"], r["would"]) for r in result] == [
+            ("cy@customer.example", True, "rule 'Invoices': category Billing"),
+            ("bob@customer.example", True, "rule 'Invoices': category Billing")]  # newest first, last 2
+        assert len(dry_run(conn, box, {**values, "match": "all"}, last=10)) == 3
+        assert not any(r["matched"] for r in dry_run(conn, box, {**values, "match": "all"}, last=10))
+        with pytest.raises(InvalidSetting, match="missing \\)"):
+            dry_run(conn, box, {**values, "conditions": [{"field": "body", "op": "regex", "value": "("}]})
+    assert one(app, "SELECT count(*) AS n FROM mail_rules")["n"] == 0
+    assert one(app, "SELECT count(*) AS n FROM categories WHERE name = 'Billing'")["n"] == 0
