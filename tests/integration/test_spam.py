@@ -20,6 +20,7 @@ import pytest
 from services.parser.verdicts import CHECKS
 from shared.db import transaction
 from shared.spam import decisions
+from shared.spam.health import spam_check_health
 from tests.integration.replier_helpers import (
     add_mailbox,
     ingest,
@@ -201,6 +202,10 @@ def test_rspamd_unreachable_or_hung_lets_mail_through_unchecked(app, smtp_sink):
     assert len(events) == 21 and not any(one(app, "SELECT spam FROM requests WHERE id = %s",
                                              e["request_id"])["spam"] for e in events)
     smtp_sink.wait_for(1)  # the same customer: the rate limit lets one auto-reply through
+    with app.pool.connection() as conn:
+        health = spam_check_health(conn, configured=True)
+    assert health.needs_attention and health.unchecked == 21
+    assert health.describe().startswith("21 mail(s) not checked by rspamd in the last 1 h; latest: rspamd")
 
 
 def test_a_sender_failing_dmarc_cannot_join_by_the_tag_alone_and_gets_no_auto_reply(desk, smtp_sink):
