@@ -31,6 +31,7 @@ from services.admin import status as rules
 from services.admin.errors import InvalidSetting, NotFound, Unavailable
 from shared import broker_admin
 from shared.broker_admin import DeadLetter, QueueMissing
+from shared.spam.health import SpamCheckHealth, spam_check_health
 
 if TYPE_CHECKING:
     from services.app import App
@@ -99,12 +100,26 @@ def status(app: App, window: float = 0.0) -> dict[str, Any]:
                 age = _age(letter.failed_at)
                 if age is not None:
                     oldest[letter.queue] = max(age, oldest.get(letter.queue, 0.0))
+    problems = list(found.problems)
+    spam_check = _spam_check(app)
+    if spam_check is not None and spam_check.needs_attention:
+        problems.append(spam_check.describe())
     return {
-        "needs_attention": found.needs_attention,
-        "problems": found.problems,
+        "needs_attention": found.needs_attention or bool(spam_check and spam_check.needs_attention),
+        "problems": problems,
         "queues": [_queue(q, oldest) for q in found.queues],
         "mailboxes": [asdict(m) for m in found.mailboxes],
     }
+
+
+def _spam_check(app: App) -> SpamCheckHealth | None:
+    """rspamd's share of the status: mail it did not check lately (None: the database did not answer;
+    that is a problem of its own already)."""
+    try:
+        with app.pool.connection(timeout=5) as conn:
+            return spam_check_health(conn, configured=app.settings.rspamd_url is not None)
+    except Exception:  # noqa: BLE001 - the database's own problem is reported by collect
+        return None
 
 
 def queues(app: App, window: float = 2.0) -> dict[str, Any]:

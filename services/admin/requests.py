@@ -5,7 +5,8 @@ page costs the same at request 10 and at request 10,000, and new mail
 arriving while someone pages does not shift what they see.
 
     filters  mailbox_id, category_id, status (open, closed), unparsed (true/false),
-             customer (an address), cursor, limit (1-200, default 50)
+             customer (an address), spam (false, the default: spam requests stay out of
+             the list; true: only them), cursor, limit (1-200, default 50)
 
 `unmatched` is the automatic mail (bounces) that belonged to no request,
 kept for a person to look at. Moving requests to another category is
@@ -24,11 +25,11 @@ from services.admin.errors import InvalidSetting, NotFound
 
 STATUSES = ("open", "closed")
 MAX_LIMIT = 200
-FILTERS = ("mailbox_id", "category_id", "status", "unparsed", "customer", "cursor", "limit")
+FILTERS = ("mailbox_id", "category_id", "status", "unparsed", "customer", "spam", "cursor", "limit")
 
 _LIST = """
-SELECT r.id, r.subject, r.status, r.unparsed, r.mailbox_id, m.address AS mailbox, r.category_id,
-       cat.name AS category, c.address AS customer,
+SELECT r.id, r.subject, r.status, r.unparsed, r.spam, r.spam_reason, r.mailbox_id, m.address AS mailbox,
+       r.category_id, cat.name AS category, c.address AS customer,
        (SELECT count(*) FROM history h WHERE h.request_id = r.id) AS entries,
        (SELECT count(*) FROM outgoing_mail o WHERE o.request_id = r.id AND o.state = 'failed') AS failed_outgoing,
        r.created_at, r.updated_at
@@ -40,6 +41,7 @@ WHERE (%(m)s::bigint IS NULL OR r.mailbox_id = %(m)s)
   AND (%(c)s::bigint IS NULL OR r.category_id = %(c)s)
   AND (%(s)s::text IS NULL OR r.status = %(s)s)
   AND (%(u)s::boolean IS NULL OR r.unparsed = %(u)s)
+  AND r.spam = %(spam)s
   AND (%(who)s::text IS NULL OR lower(c.address) = lower(%(who)s))
   AND (%(before)s::bigint IS NULL OR r.id < %(before)s)
 ORDER BY r.id DESC LIMIT %(l)s
@@ -50,7 +52,7 @@ def parse_filters(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Typed filters from query strings, JSON or arguments; InvalidSetting names each bad one."""
     errors: dict[str, str] = {}
     out: dict[str, Any] = {"mailbox_id": None, "category_id": None, "status": None, "unparsed": None,
-                           "customer": None, "cursor": None, "limit": 50}
+                           "customer": None, "spam": False, "cursor": None, "limit": 50}
     for name in ("mailbox_id", "category_id", "cursor", "limit"):
         value = raw.get(name)
         if value in (None, ""):
@@ -66,12 +68,13 @@ def parse_filters(raw: Mapping[str, Any]) -> dict[str, Any]:
         if status not in STATUSES:
             errors["status"] = f"must be one of {', '.join(STATUSES)}, not {status!r}"
         out["status"] = status
-    unparsed = raw.get("unparsed")
-    if unparsed not in (None, ""):
-        text = str(unparsed).strip().lower()
-        if text not in form_values.TRUE + form_values.FALSE:
-            errors["unparsed"] = f"must be true or false, not {unparsed!r}"
-        out["unparsed"] = text in form_values.TRUE
+    for name in ("unparsed", "spam"):
+        flag = raw.get(name)
+        if flag not in (None, ""):
+            text = str(flag).strip().lower()
+            if text not in form_values.TRUE + form_values.FALSE:
+                errors[name] = f"must be true or false, not {flag!r}"
+            out[name] = text in form_values.TRUE
     customer = raw.get("customer")
     if customer not in (None, ""):
         out["customer"] = str(customer).strip()
@@ -90,7 +93,8 @@ def page(conn: psycopg.Connection, filters: Mapping[str, Any] | None = None) -> 
     """
     f = parse_filters({}) if filters is None else filters
     rows = conn.execute(_LIST, {"m": f["mailbox_id"], "c": f["category_id"], "s": f["status"], "u": f["unparsed"],
-                                "who": f["customer"], "before": f["cursor"], "l": f["limit"] + 1}).fetchall()
+                                "who": f["customer"], "spam": f.get("spam", False), "before": f["cursor"],
+                                "l": f["limit"] + 1}).fetchall()
     more = len(rows) > f["limit"]
     items = rows[:f["limit"]]
     return {"items": items, "next_cursor": items[-1]["id"] if more and items else None}
@@ -103,7 +107,8 @@ def detail(conn: psycopg.Connection, request_id: int) -> dict[str, Any]:
     reply: whom a staff reply goes to by default ({"to", "cc"}: services/admin/replies.py).
     """
     request = conn.execute(
-        "SELECT r.id, r.subject, r.status, r.unparsed, r.mailbox_id, m.address AS mailbox, r.category_id,"
+        "SELECT r.id, r.subject, r.status, r.unparsed, r.spam, r.spam_reason, r.mailbox_id,"
+        " m.address AS mailbox, r.category_id,"
         " cat.name AS category, c.address AS customer, c.name AS customer_name, r.created_at, r.updated_at"
         " FROM requests r LEFT JOIN customers c ON c.id = r.customer_id"
         " LEFT JOIN categories cat ON cat.id = r.category_id"

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from services.admin.errors import Conflict, InvalidSetting, Unavailable
-from services.cli import categories, mailbox, ops, pipeline, requests, web
+from services.cli import categories, mailbox, ops, pipeline, requests, spam, web
 from services.cli import reply as reply_cli
 from services.cli import smtp as smtp_cli
 from services.cli import templates as templates_cli
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     smtp_cli.register(sub)
     templates_cli.register(sub)
     categories.register(sub)
+    spam.register(sub)
     ops.register(sub)
     return parser
 

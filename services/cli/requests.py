@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--status", help="open or closed")
     a.add_argument("--unparsed", action="store_const", const="true", help="only mail that could not be parsed")
     a.add_argument("--customer", help="only this customer's requests (address)")
+    a.add_argument("--spam", action="store_const", const="true",
+                   help="only spam requests (they are left out otherwise: deskmail spam)")
     a.add_argument("--cursor", help="the next_cursor of the previous page")
     a.add_argument("--limit", help="requests per page (default 50, at most 200)")
     a.add_argument("--json", action="store_true")

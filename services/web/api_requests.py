@@ -27,11 +27,11 @@ router = APIRouter(prefix="/api/v1", tags=["requests"])
             summary="Requests, newest first, one page at a time (pass next_cursor as cursor)")
 def list_requests(c: Ctx, mailbox_id: str | None = None, category_id: str | None = None,
                   status: str | None = None, unparsed: str | None = None, customer: str | None = None,
-                  cursor: str | None = None, limit: str | None = None) -> dict[str, Any]:
+                  spam: str | None = None, cursor: str | None = None, limit: str | None = None) -> dict[str, Any]:
     # Query values come in as text and are checked by the admin layer, so a
     # wrong one gets the same words here as on the page and in the CLI.
     filters = request_admin.parse_filters({"mailbox_id": mailbox_id, "category_id": category_id, "status": status,
-                                           "unparsed": unparsed, "customer": customer, "cursor": cursor,
+                                           "unparsed": unparsed, "customer": customer, "spam": spam, "cursor": cursor,
                                            "limit": limit})
     with c.tx() as conn:
         return request_admin.page(conn, filters)

@@ -22,6 +22,7 @@ from services.web import (
     api_ops,
     api_requests,
     api_settings,
+    api_spam,
     api_templates,
     auth_routes,
     errors,
@@ -29,6 +30,7 @@ from services.web import (
     page_mailboxes,
     page_requests,
     page_settings,
+    page_spam,
     page_status,
 )
 from services.web.context import HERE, WebContext
@@ -86,9 +88,10 @@ def create_app(core: App) -> FastAPI:
 
     protected = [Depends(principal)]
     for router in (api_mailboxes.router, api_requests.router, api_settings.router, api_templates.router,
-                   api_ops.router):
+                   api_ops.router, api_spam.router):
         app.include_router(router, dependencies=protected, responses=_error_responses())
-    for router in (page_status.router, page_mailboxes.router, page_settings.router, page_requests.router):
+    for router in (page_status.router, page_mailboxes.router, page_settings.router, page_requests.router,
+                   page_spam.router):
         app.include_router(router, dependencies=protected, include_in_schema=False)
     app.include_router(oauth2_routes.router, dependencies=protected, include_in_schema=False)
     app.include_router(auth_routes.router, include_in_schema=False)

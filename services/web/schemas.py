@@ -218,6 +218,8 @@ class RequestItem(BaseModel):
     subject: str
     status: str
     unparsed: bool
+    spam: bool = Field(description="in the spam state: no auto-reply; release or delete it (/spam)")
+    spam_reason: str | None = Field(description="who said spam, e.g. \"rspamd: score 15, action reject\"")
     mailbox_id: int | None
     mailbox: str | None
     category_id: int | None
@@ -285,6 +287,8 @@ class RequestDetail(BaseModel):
     subject: str
     status: str
     unparsed: bool
+    spam: bool
+    spam_reason: str | None
     mailbox_id: int | None
     mailbox: str | None
     category_id: int | None
@@ -485,3 +489,141 @@ class StatusOut(BaseModel):
     problems: list[str]
     queues: list[QueueOut]
     mailboxes: list[MailboxHealthOut]
+
+
+# ---- mail rules, sender lists, spam (issue 16) ---------------------------------------------
+
+_LINES = {"anyOf": [{"type": "array", "items": {"anyOf": [{"type": "object"}, {"type": "string"}]}},
+                    {"type": "string"}]}
+
+
+class RuleIn(BaseModel):
+    """A mail rule; on update send only what changes (conditions and actions are replaced whole)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "name": "Invoices", "mailbox_id": None, "match": "all",
+        "conditions": ["subject regex invoice \\d+", {"field": "attachments", "value": True}],
+        "actions": ["category Billing", "stop"]}]})
+
+    name: _lenient(_STR, "unique within its scope") = None
+    mailbox_id: _lenient({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]},
+                         "the mailbox whose rule it is; null or 'system': system-wide (runs first)") = None
+    position: _lenient(_OPT_INT, "its place in its list, lower first (default: last)") = None
+    match: _lenient({"type": "string", "enum": ["all", "any"]}, "all conditions, or any one") = None
+    enabled: _lenient(_BOOL, "off: kept but not applied") = None
+    conditions: _lenient(_LINES, "objects {field, op, value, negate, header} or text lines such as"
+                                 " 'subject contains invoice', 'header:X-Priority equals 1', 'attachments yes'") = None
+    actions: _lenient(_LINES, "objects {action, value} or text lines: category NAME, spam, no_auto_reply, close,"
+                              " note TEXT, discard REASON, stop") = None
+
+
+class RuleOut(BaseModel):
+    id: int
+    mailbox_id: int | None
+    mailbox: str | None
+    position: int
+    name: str
+    enabled: bool
+    match: str
+    conditions: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    condition_lines: list[str]
+    action_lines: list[str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class DryRunIn(RuleIn):
+    last: _lenient(_INT, "how many of the mailbox's newest mails (1-1000, default 50)") = None
+
+
+class DryRunRow(BaseModel):
+    raw_id: int
+    request_id: int | None
+    received_at: dt.datetime
+    sender: str | None = Field(alias="from")
+    subject: str
+    matched: bool
+    would: str | None = Field(description="the history line the rule would have written")
+
+
+class SenderIn(BaseModel):
+    list: _lenient({"type": "string", "enum": ["allow", "block"]}, "allow or block") = None
+    kind: _lenient({"type": "string", "enum": ["address", "domain", "pattern"]},
+                   "address (any case), domain (and subdomains), pattern (* and ?)") = None
+    value: _lenient(_STR, "e.g. ceo@partner.example, spam.example, *@*.newsletter.example") = None
+    note: _lenient(_STR, "why, for the next administrator") = None
+    mailbox_id: _lenient({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]},
+                         "the mailbox it applies to; null: system-wide") = None
+
+
+class SenderOut(BaseModel):
+    id: int
+    mailbox_id: int | None
+    mailbox: str | None
+    list: str
+    kind: str
+    value: str
+    note: str
+    created_by: str | None
+    created_at: dt.datetime
+
+
+class SpamRequest(BaseModel):
+    id: int
+    subject: str
+    spam_reason: str | None
+    mailbox_id: int | None
+    mailbox: str | None
+    customer: str | None
+    created_at: dt.datetime
+    score: float | None
+    action: str | None
+
+
+class HeldMail(BaseModel):
+    raw_id: int
+    mailbox_id: int | None
+    mailbox: str | None
+    kind: str = Field(description="blocked (a sender list) or discarded (a rule)")
+    reason: str
+    from_address: str | None
+    subject: str | None
+    created_at: dt.datetime
+    released_at: dt.datetime | None
+    released_by: str | None
+    request_id: int | None
+
+
+class Taught(BaseModel):
+    id: int
+    verdict: str
+    learned: bool | None = Field(description="null: rspamd is off; false: not learned (outcome says why)")
+    outcome: str
+
+
+class SpamDecision(BaseModel):
+    id: int
+    announced: bool = Field(description="false: the broker did not answer; the replier's sweep tells the"
+                                        " stages within a minute")
+    taught: list[Taught]
+
+
+class ThresholdIn(BaseModel):
+    spam_threshold: _lenient({"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]},
+                             "rspamd score at or above which mail is spam; null: rspamd's own verdict") = None
+
+
+class ThresholdOut(BaseModel):
+    id: int
+    address: str
+    spam_threshold: float | None
+
+
+class SpamHealth(BaseModel):
+    configured: bool
+    unchecked: int = Field(description="mail rspamd did not check in the last hour")
+    last_problem: str | None
+    last_at: dt.datetime | None
+    needs_attention: bool
+    summary: str

@@ -43,6 +43,8 @@ def compile_regex(pattern: str, *, ignore_case: bool = True) -> re2._Regexp:
     except re2.error as exc:
         reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) \
             else str(exc)
+        if ignore_case:  # RE2 quotes the pattern it compiled: show the one the administrator wrote
+            reason = reason.replace("(?i)", "", 1)
         raise BadPattern(f"not a valid regular expression: {reason}") from None
 
 

@@ -16,6 +16,11 @@ rules"). A condition looks at one field of the mail:
     spam_score          rspamd's score: at_least or below a number
     automatic           automatic mail (out-of-office, bulk, lists, bounces): true or false
 
+Each condition and action also has a one-line text form, which the CLI,
+the page and the API accept alike: "subject contains invoice", "not from
+contains @example.com", "header:X-Priority equals 1", "attachments yes",
+"spam_score at_least 5"; "category Billing", "discard newsletter", "stop".
+
 Text fields match with contains or equals (both ignore case) or regex (RE2:
 linear time, ignores case; shared/filters/patterns.py); `negate` turns a
 condition around. A field with several values (To, headers) holds when any
@@ -222,6 +227,55 @@ def evaluate(rules: Sequence[Rule], facts: MailFacts, *, released: bool = False,
     return decision
 
 
+# -- the one-line text form (CLI arguments, the page's text areas, the API alike) --------
+
+
+def condition_text(c: Mapping[str, Any]) -> str:
+    """A condition as one line: `[not] FIELD OP VALUE`, `header:NAME OP VALUE`, `attachments yes`."""
+    name = f"header:{c.get('header')}" if c.get("field") == "header" else str(c.get("field"))
+    if c.get("field") in BOOL_FIELDS:
+        return f"{name} {'yes' if c.get('value') else 'no'}"
+    value = c.get("value")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{'not ' if c.get('negate') else ''}{name} {c.get('op')} {value}"
+
+
+def action_text(a: Mapping[str, Any]) -> str:
+    return f"{a.get('action')} {a.get('value')}" if a.get("value") else str(a.get("action"))
+
+
+def parse_condition(line: str) -> dict[str, Any]:
+    """The text form back into a condition's fields (checked later by clean)."""
+    words = line.strip().split(None, 1)
+    negate = bool(words) and words[0].lower() == "not"
+    rest = words[1] if negate and len(words) > 1 else line.strip() if not negate else ""
+    name, _, tail = rest.partition(" ")
+    out: dict[str, Any] = {"negate": negate}
+    if name.lower().startswith("header:"):
+        out.update(field="header", header=name[len("header:"):])
+    else:
+        out["field"] = name.lower()
+    if out["field"] in BOOL_FIELDS:
+        return {**out, "value": tail.strip()}
+    op, _, value = tail.strip().partition(" ")
+    return {**out, "op": op.lower(), "value": value.strip()}
+
+
+def parse_action(line: str) -> dict[str, Any]:
+    name, _, value = line.strip().partition(" ")
+    return {"action": name.lower(), "value": value.strip() or None}
+
+
+def _lines(items: Any, parse: Any) -> Any:
+    """Conditions or actions as a list of mappings, a list of text lines, or one text with a line each."""
+    if isinstance(items, str):
+        items = [line for line in items.splitlines() if line.strip()]
+    if isinstance(items, list):
+        return [parse(i) if isinstance(i, str) else i for i in items]
+    return items
+
+
 # -- checking what an administrator saves ------------------------------------------
 
 
@@ -242,8 +296,8 @@ def clean(values: Mapping[str, Any]) -> dict[str, Any]:
     match = str(values.get("match") or "all").strip().lower()
     if match not in ("all", "any"):
         errors["match"] = "must be all or any"
-    conditions = values.get("conditions") or []
-    actions = values.get("actions") or []
+    conditions = _lines(values.get("conditions") or [], parse_condition)
+    actions = _lines(values.get("actions") or [], parse_action)
     if not isinstance(conditions, list) or not conditions:
         errors["conditions"] = "a rule needs at least one condition"
         conditions = []

@@ -206,6 +206,16 @@ def test_rspamd_unreachable_or_hung_lets_mail_through_unchecked(app, smtp_sink):
         health = spam_check_health(conn, configured=True)
     assert health.needs_attention and health.unchecked == 21
     assert health.describe().startswith("21 mail(s) not checked by rspamd in the last 1 h; latest: rspamd")
+    # `deskmail status`, the status page and /api/v1/status say so too.
+    from services.admin import operations
+    from services.app import App
+    desk = App(hung)
+    try:
+        status = operations.status(desk)
+    finally:
+        desk.pool.close()
+    assert status["needs_attention"]
+    assert any(p.startswith("21 mail(s) not checked by rspamd") for p in status["problems"])
 
 
 def test_a_sender_failing_dmarc_cannot_join_by_the_tag_alone_and_gets_no_auto_reply(desk, smtp_sink):
